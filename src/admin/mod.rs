@@ -1,0 +1,192 @@
+//! The admin listener (`ADMIN_ADDR`, loopback by default): `GET /health` and
+//! `POST /publish` (SPEC §4). Low volume, so it is a plain blocking server on
+//! its own thread, one request per connection, with read timeouts; it never
+//! touches a reactor except through the hub.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use log::{debug, warn};
+
+use crate::config::Config;
+use crate::conn::http::{parse_head, Head, Method, Request, MAX_HEAD_BYTES};
+use crate::conn::response::{self, Problem};
+use crate::hub::{envelope, Hub};
+
+/// Largest publish body accepted.
+pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct Admin {
+    pub cfg: Arc<Config>,
+    pub hub: Arc<Hub>,
+    pub health: Arc<dyn Fn() -> String + Send + Sync>,
+}
+
+impl Admin {
+    /// Serves connections one at a time until the process exits.
+    pub fn serve(self, listener: TcpListener) {
+        for stream in listener.incoming() {
+            match stream {
+                Ok(s) => {
+                    if let Err(e) = self.handle(s) {
+                        debug!("admin: connection ended: {e}");
+                    }
+                }
+                Err(e) => warn!("admin: accept failed: {e}"),
+            }
+        }
+    }
+
+    fn handle(&self, mut stream: TcpStream) -> std::io::Result<()> {
+        stream.set_read_timeout(Some(IO_TIMEOUT))?;
+        stream.set_write_timeout(Some(IO_TIMEOUT))?;
+        let mut buf = Vec::with_capacity(1024);
+        let mut chunk = [0u8; 4096];
+        let req = loop {
+            let n = stream.read(&mut chunk)?;
+            if n == 0 {
+                return Ok(());
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            match parse_head(&buf) {
+                Head::Partial => continue,
+                Head::Complete(req) => break req,
+                Head::TooLarge => {
+                    let detail = format!("request head must fit in {MAX_HEAD_BYTES} bytes");
+                    return stream.write_all(&response::problem(
+                        Problem::HeadersTooLarge,
+                        &detail,
+                        "",
+                    ));
+                }
+                Head::Bad(detail) => {
+                    return stream.write_all(&response::problem(Problem::BadRequest, detail, ""));
+                }
+            }
+        };
+        let body_start = req.head_len;
+        let reply = self.route(&req, &mut stream, buf.split_off(body_start))?;
+        stream.write_all(&reply)
+    }
+
+    fn route(
+        &self,
+        req: &Request,
+        stream: &mut TcpStream,
+        body_prefix: Vec<u8>,
+    ) -> std::io::Result<Vec<u8>> {
+        let not_allowed = |allow: &str| {
+            response::problem(
+                Problem::MethodNotAllowed,
+                &format!("{} accepts {allow}", req.path),
+                &format!("Allow: {allow}\r\n"),
+            )
+        };
+        Ok(match (req.path.as_str(), req.method()) {
+            ("/health", Method::Get) => {
+                response::simple(200, "application/json", "", &(self.health)())
+            }
+            ("/health", _) => not_allowed("GET"),
+            ("/publish", Method::Post) => {
+                if !self.authorized_to_publish(req) {
+                    response::problem(
+                        Problem::Unauthorized,
+                        "POST /publish needs Authorization: Bearer <PUBLISH_TOKEN or ADMIN_TOKEN>",
+                        "WWW-Authenticate: Bearer\r\n",
+                    )
+                } else {
+                    match read_body(req, stream, body_prefix)? {
+                        Ok(body) => self.publish(&body),
+                        Err(reply) => reply,
+                    }
+                }
+            }
+            ("/publish", _) => not_allowed("POST"),
+            (other, _) => {
+                response::problem(Problem::NotFound, &format!("no such path: {other}"), "")
+            }
+        })
+    }
+
+    fn authorized_to_publish(&self, req: &Request) -> bool {
+        let tokens: Vec<&str> = [&self.cfg.publish_token, &self.cfg.admin_token]
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        if tokens.is_empty() {
+            return true;
+        }
+        req.bearer().is_some_and(|b| {
+            tokens
+                .iter()
+                .any(|t| constant_time_eq(t.as_bytes(), b.as_bytes()))
+        })
+    }
+
+    fn publish(&self, body: &[u8]) -> Vec<u8> {
+        match envelope::decode(body) {
+            Ok(envs) => {
+                let n = self.hub.publish(envs);
+                response::simple(
+                    202,
+                    "application/json",
+                    "",
+                    &format!("{{\"accepted\":{n}}}"),
+                )
+            }
+            Err(e) => {
+                debug!("admin: publish refused: {e}");
+                response::problem(Problem::BadRequest, &e.to_string(), "")
+            }
+        }
+    }
+}
+
+/// Reads a `Content-Length` body. The inner `Err` is a ready refusal.
+fn read_body(
+    req: &Request,
+    stream: &mut TcpStream,
+    mut body: Vec<u8>,
+) -> std::io::Result<Result<Vec<u8>, Vec<u8>>> {
+    let Some(len) = req.content_length else {
+        return Ok(Err(response::problem(
+            Problem::BadRequest,
+            "POST /publish needs a Content-Length body",
+            "",
+        )));
+    };
+    if len > MAX_BODY_BYTES {
+        return Ok(Err(response::problem(
+            Problem::PayloadTooLarge,
+            &format!("body over {MAX_BODY_BYTES} bytes"),
+            "",
+        )));
+    }
+    if body.len() < len {
+        let have = body.len();
+        body.resize(len, 0);
+        stream.read_exact(&mut body[have..])?;
+    }
+    body.truncate(len);
+    Ok(Ok(body))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn token_compare() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+    }
+}

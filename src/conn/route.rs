@@ -1,0 +1,194 @@
+//! What to do with a complete request head on the public listener: answer it
+//! and close, or open an event stream for an authenticated listener.
+
+use crate::config::Config;
+use crate::hub::filter::Filter;
+
+use super::auth::{Identity, Verifier};
+use super::http::{parse_query, Method, Request};
+use super::response::{self, cors_headers, Problem};
+
+/// The verdict for one request.
+#[derive(Debug)]
+pub enum Action {
+    /// Send these bytes, then close.
+    Respond(Vec<u8>),
+    /// Start streaming: send `head` (status line and headers), then events.
+    Stream(StreamRequest),
+}
+
+/// An accepted subscription.
+#[derive(Debug)]
+pub struct StreamRequest {
+    pub identity: Identity,
+    pub filter: Option<Filter>,
+    /// `Last-Event-ID` header, else the `lastEventId` query parameter.
+    pub last_event_id: Option<String>,
+    /// CORS header lines for the stream head.
+    pub cors: String,
+}
+
+/// Context the router needs besides the request.
+pub struct RouteCtx<'a> {
+    pub cfg: &'a Config,
+    pub verifier: &'a Verifier,
+    /// Body of `GET /health`.
+    pub health: &'a dyn Fn() -> String,
+}
+
+/// Decides what a request gets.
+pub fn route(req: &Request, ctx: &RouteCtx<'_>) -> Action {
+    let cors = cors_headers(&ctx.cfg.cors, req.origin.as_deref());
+    let refuse = |p: Problem, detail: &str, extra: &str| {
+        Action::Respond(response::problem(p, detail, &format!("{cors}{extra}")))
+    };
+    match req.path.as_str() {
+        "/sse" | "/events" => match req.method() {
+            Method::Get => subscribe(req, ctx, cors.clone())
+                .unwrap_or_else(|(p, detail)| refuse(p, &detail, "")),
+            Method::Options => Action::Respond(response::preflight(&cors)),
+            _ => refuse(
+                Problem::MethodNotAllowed,
+                &format!("{} accepts GET and OPTIONS", req.path),
+                "Allow: GET, OPTIONS\r\n",
+            ),
+        },
+        "/health" => match req.method() {
+            Method::Get => Action::Respond(response::simple(
+                200,
+                "application/json",
+                &cors,
+                &(ctx.health)(),
+            )),
+            _ => refuse(
+                Problem::MethodNotAllowed,
+                "/health accepts GET",
+                "Allow: GET\r\n",
+            ),
+        },
+        other => refuse(Problem::NotFound, &format!("no such path: {other}"), ""),
+    }
+}
+
+fn subscribe(req: &Request, ctx: &RouteCtx<'_>, cors: String) -> Result<Action, (Problem, String)> {
+    let query = parse_query(&req.query).map_err(|e| (Problem::BadRequest, e))?;
+    let param = |name: &str| {
+        query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let token = req
+        .bearer()
+        .or_else(|| param("token").filter(|t| !t.is_empty()))
+        .or_else(|| req.cookie_value(&ctx.cfg.jwt_cookie));
+    let identity = ctx
+        .verifier
+        .verify(token)
+        .map_err(|e| (e.problem, e.detail))?;
+    let filter = Filter::from_lists(param("event_types"), param("sources"));
+    let last_event_id = req
+        .last_event_id
+        .clone()
+        .or_else(|| param("lastEventId").map(str::to_string))
+        .filter(|id| !id.is_empty());
+    Ok(Action::Stream(StreamRequest {
+        identity,
+        filter,
+        last_event_id,
+        cors,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conn::http::{parse_head, Head};
+
+    fn ctx_cfg(pairs: &[(&str, &str)]) -> (Config, Verifier) {
+        let map: std::collections::HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let cfg = Config::from_lookup(&move |k| map.get(k).cloned()).unwrap();
+        let v = Verifier::from_config(&cfg).unwrap();
+        (cfg, v)
+    }
+
+    fn run(raw: &str, pairs: &[(&str, &str)]) -> Action {
+        let (cfg, verifier) = ctx_cfg(pairs);
+        let Head::Complete(req) = parse_head(raw.as_bytes()) else {
+            panic!("incomplete")
+        };
+        let health = || "{\"status\":\"ok\"}".to_string();
+        route(
+            &req,
+            &RouteCtx {
+                cfg: &cfg,
+                verifier: &verifier,
+                health: &health,
+            },
+        )
+    }
+
+    fn status(a: &Action) -> String {
+        match a {
+            Action::Respond(b) => String::from_utf8_lossy(b)
+                .lines()
+                .next()
+                .unwrap()
+                .to_string(),
+            Action::Stream(_) => "stream".into(),
+        }
+    }
+
+    #[test]
+    fn routes() {
+        assert_eq!(
+            status(&run("GET /nope HTTP/1.1\r\n\r\n", &[])),
+            "HTTP/1.1 404 Not Found"
+        );
+        assert_eq!(
+            status(&run("GET /health HTTP/1.1\r\n\r\n", &[])),
+            "HTTP/1.1 200 OK"
+        );
+        assert_eq!(
+            status(&run("POST /sse HTTP/1.1\r\n\r\n", &[])),
+            "HTTP/1.1 405 Method Not Allowed"
+        );
+        assert_eq!(
+            status(&run("OPTIONS /sse HTTP/1.1\r\n\r\n", &[])),
+            "HTTP/1.1 204 No Content"
+        );
+        assert_eq!(
+            status(&run("GET /sse HTTP/1.1\r\n\r\n", &[])),
+            "HTTP/1.1 401 Unauthorized"
+        );
+        assert_eq!(
+            status(&run("GET /sse?x=%G0 HTTP/1.1\r\n\r\n", &[])),
+            "HTTP/1.1 400 Bad Request"
+        );
+    }
+
+    #[test]
+    fn anonymous_stream_with_filters_and_last_event_id() {
+        let a = run(
+            "GET /events?event_types=a.*&sources=s1,s2&lastEventId=9-0 HTTP/1.1\r\n\r\n",
+            &[("ALLOW_ANONYMOUS", "true")],
+        );
+        let Action::Stream(s) = a else { panic!() };
+        assert_eq!(s.identity.user, None);
+        assert_eq!(s.last_event_id.as_deref(), Some("9-0"));
+        assert!(s.filter.unwrap().matches("a.b", Some("s2")));
+    }
+
+    #[test]
+    fn header_last_event_id_wins_over_query() {
+        let a = run(
+            "GET /sse?lastEventId=1-0 HTTP/1.1\r\nLast-Event-ID: 2-0\r\n\r\n",
+            &[("ALLOW_ANONYMOUS", "true")],
+        );
+        let Action::Stream(s) = a else { panic!() };
+        assert_eq!(s.last_event_id.as_deref(), Some("2-0"));
+    }
+}

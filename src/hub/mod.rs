@@ -1,0 +1,95 @@
+//! Events and how they are made: envelope decoding, id assignment, SSE
+//! encoding (once per event), listener filters, and the [`Hub`] that hands
+//! each event to every reactor.
+//!
+//! Ingest paths (HTTP publish today, Redis next) call [`Hub::publish`]; the
+//! hub assigns ids under one lock and sends one `Arc` batch to each reactor's
+//! inbox, then wakes each reactor once. So every reactor sees events in the
+//! same order, which is id order for server-assigned ids.
+
+pub mod envelope;
+pub mod filter;
+pub mod ids;
+pub mod sse;
+
+use std::sync::{Arc, Mutex};
+
+use crate::reactor::Inbox;
+
+/// Who an event is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// Every listener (of `app`, when the event has one).
+    All,
+    /// Every connection of these user ids (in `app`, or in every app).
+    Users(Box<[Box<str>]>),
+}
+
+/// One event, decoded once and shared by every reactor and listener.
+#[derive(Debug)]
+pub struct Event {
+    /// Ingest order, strictly increasing per server.
+    pub seq: u64,
+    /// The SSE `id:` (server-assigned `<unix-ms>-<seq>` or the envelope's own).
+    pub id: Box<str>,
+    pub app: Option<Box<str>>,
+    pub target: Target,
+    /// SSE `event:` name; `None` is an unnamed event (type `message`).
+    pub name: Option<Box<str>>,
+    pub source: Option<Box<str>>,
+    /// The complete SSE frame, ending in a blank line.
+    pub frame: Box<[u8]>,
+}
+
+impl Event {
+    /// The type used for `event_types` matching.
+    pub fn event_type(&self) -> &str {
+        self.name.as_deref().unwrap_or("message")
+    }
+}
+
+/// A batch of events in ingest order, as sent to every reactor.
+pub type Batch = Arc<[Arc<Event>]>;
+
+/// The fan-out point between ingest and reactors.
+pub struct Hub {
+    inboxes: Vec<Inbox>,
+    ids: Mutex<ids::IdGen>,
+}
+
+impl Hub {
+    pub fn new(inboxes: Vec<Inbox>) -> Self {
+        Self {
+            inboxes,
+            ids: Mutex::new(ids::IdGen::default()),
+        }
+    }
+
+    /// Assigns ids to decoded envelopes, encodes each once and sends the batch
+    /// to every reactor. Returns how many events were published.
+    pub fn publish(&self, envelopes: Vec<envelope::Envelope>) -> usize {
+        if envelopes.is_empty() {
+            return 0;
+        }
+        // One lock covers id assignment and sending, so that every inbox
+        // receives batches in the same order as their ids.
+        let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
+        let now_ms = crate::sys::clock::unix_ms();
+        let batch: Batch = envelopes
+            .into_iter()
+            .map(|env| {
+                let (seq, generated) = ids.next(now_ms);
+                Arc::new(env.into_event(seq, generated))
+            })
+            .collect();
+        let n = batch.len();
+        for inbox in &self.inboxes {
+            inbox.send_events(batch.clone());
+        }
+        n
+    }
+
+    pub fn inboxes(&self) -> &[Inbox] {
+        &self.inboxes
+    }
+}

@@ -1,0 +1,16 @@
+//! Everything that talks to the kernel directly, one file per facility.
+//!
+//! This is the only module allowed to hold `unsafe` code; every block carries a
+//! `// SAFETY:` comment. The rest of the crate sees plain, safe functions:
+//!
+//! - [`net`]: listening sockets (`SO_REUSEPORT`, backlog, non-blocking) and
+//!   `accept4` that returns an owned fd plus the peer address.
+//! - [`poll`]: the epoll instance and the eventfd waker of a reactor.
+//! - [`limits`]: `RLIMIT_NOFILE` raising and reading.
+//! - [`clock`]: wall-clock seconds and milliseconds.
+#![allow(unsafe_code)]
+
+pub mod clock;
+pub mod limits;
+pub mod net;
+pub mod poll;

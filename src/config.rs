@@ -160,6 +160,24 @@ pub enum PublicKey {
     File(PathBuf),
 }
 
+/// Where Redis ingest reads from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisSource {
+    Channels(Vec<String>),
+    Stream(String),
+}
+
+/// Redis ingest settings; absent when neither `REDIS_URL` nor `REDIS_HOST`
+/// is set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisConfig {
+    pub url: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub db: Option<i64>,
+    pub source: RedisSource,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Cors {
     Any,
@@ -187,6 +205,9 @@ pub struct Config {
     pub heartbeat_mode: HeartbeatMode,
     pub max_pending_bytes: usize,
     pub max_connections: usize,
+    pub history_size: usize,
+    pub history_on_connect: usize,
+    pub redis: Option<RedisConfig>,
     pub cors: Cors,
     pub publish_token: Option<String>,
     pub admin_token: Option<String>,
@@ -355,6 +376,13 @@ impl Config {
             return Err(err("HEADER_TIMEOUT_MS", "at least 1"));
         }
 
+        let history_size = env.parse("HISTORY_SIZE", 100usize, "a count")?;
+        if history_size > 1_000_000 {
+            return Err(err("HISTORY_SIZE", "at most 1000000"));
+        }
+        let history_on_connect = env.parse("HISTORY_ON_CONNECT", 0usize, "a count")?;
+        let redis = redis_config(&env)?;
+
         Ok(Config {
             listen_addr,
             admin_addr,
@@ -383,6 +411,9 @@ impl Config {
             )?,
             max_pending_bytes,
             max_connections,
+            history_size,
+            history_on_connect,
+            redis,
             cors,
             publish_token: env.get("PUBLISH_TOKEN"),
             admin_token: env.get("ADMIN_TOKEN"),
@@ -432,6 +463,41 @@ impl Config {
         out.push_str("\nA bad value stops start-up with exit code 2 and names the variable.\n");
         out
     }
+}
+
+fn redis_config(env: &Env<'_>) -> Result<Option<RedisConfig>, ConfigError> {
+    let url = match (env.get("REDIS_URL"), env.get("REDIS_HOST")) {
+        (Some(url), _) => {
+            let url = url.trim().to_string();
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return Err(err("REDIS_URL", format!("expected redis://… or rediss://…, got {url:?}")));
+            }
+            url
+        }
+        (None, Some(host)) => {
+            let port = env.parse("REDIS_PORT", 6379u16, "a port number")?;
+            format!("redis://{}:{port}", host.trim())
+        }
+        (None, None) => return Ok(None),
+    };
+    let db = match env.get("REDIS_DB") {
+        None => None,
+        Some(_) => Some(env.parse("REDIS_DB", 0i64, "a database number")?),
+    };
+    let source = match env.get("REDIS_STREAM") {
+        Some(key) => RedisSource::Stream(key.trim().to_string()),
+        None => {
+            let channels = env.list("REDIS_CHANNEL");
+            RedisSource::Channels(if channels.is_empty() { vec!["herald".into()] } else { channels })
+        }
+    };
+    Ok(Some(RedisConfig {
+        url,
+        username: env.get("REDIS_USERNAME"),
+        password: env.get("REDIS_PASSWORD"),
+        db,
+        source,
+    }))
 }
 
 fn parse_addr(var: &'static str, v: &str) -> Result<SocketAddr, ConfigError> {
@@ -490,10 +556,31 @@ mod tests {
             ("MAX_PENDING_BYTES", "-1"),
             ("LOG_LEVEL", "chatty"),
             ("APP_ENV", "staging"),
+            ("HISTORY_SIZE", "many"),
+            ("REDIS_URL", "http://localhost"),
+            ("HISTORY_ON_CONNECT", "-3"),
         ] {
             let e = load(&[(var, value)]).unwrap_err();
             assert_eq!(e.var, var, "{var}={value}");
         }
+    }
+
+    #[test]
+    fn redis_settings() {
+        assert_eq!(load(&[]).unwrap().redis, None);
+        let r = load(&[("REDIS_HOST", "10.0.0.5"), ("REDIS_PORT", "6380"), ("REDIS_DB", "3")])
+            .unwrap()
+            .redis
+            .unwrap();
+        assert_eq!(r.url, "redis://10.0.0.5:6380");
+        assert_eq!(r.db, Some(3));
+        assert_eq!(r.source, RedisSource::Channels(vec!["herald".into()]));
+        let r = load(&[("REDIS_URL", "rediss://h:1"), ("REDIS_CHANNEL", "a, b")]).unwrap().redis.unwrap();
+        assert_eq!(r.source, RedisSource::Channels(vec!["a".into(), "b".into()]));
+        let r = load(&[("REDIS_URL", "redis://h"), ("REDIS_STREAM", "s")]).unwrap().redis.unwrap();
+        assert_eq!(r.source, RedisSource::Stream("s".into()));
+        assert_eq!(load(&[("REDIS_HOST", "h"), ("REDIS_PORT", "x")]).unwrap_err().var, "REDIS_PORT");
+        assert_eq!(load(&[("REDIS_URL", "redis://h"), ("REDIS_DB", "x")]).unwrap_err().var, "REDIS_DB");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! connections on one box.
 //!
 //! ```text
+//! backend ──PUBLISH/XADD──► Redis ──► ingest thread ─┐
 //! backend ──POST /publish (admin)──► Hub ──Arc<Event> batch + eventfd──► reactor k (one per core)
 //!                                                                         │ SO_REUSEPORT listener
 //!                                                                         │ epoll, slab of Conn
@@ -23,15 +24,19 @@
 //! - [`reactor`]: the per-core loop, user index, timers, write path.
 //! - [`conn`]: connection state, HTTP head parsing, routing, auth, responses.
 //! - [`hub`]: events, envelopes, ids, SSE encoding, filters, fan-out.
-//! - [`admin`]: the admin listener (health, publish).
+//! - [`ingest`]: the Redis ingest thread (pub/sub, streams), health state.
+//! - [`admin`]: the admin listener (health, stats, publish).
 //! - [`logging`]: text or JSON-lines logs on stdout.
+//! - [`doctor`]: `herald doctor`, host checks against the configuration.
 #![deny(unsafe_code)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod admin;
 pub mod config;
 pub mod conn;
+pub mod doctor;
 pub mod hub;
+pub mod ingest;
 pub mod logging;
 pub mod reactor;
 pub mod server;

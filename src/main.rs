@@ -17,6 +17,10 @@ fn main() {
             println!("herald {}", env!("CARGO_PKG_VERSION"));
             return;
         }
+        Some("doctor") => {
+            let cfg = herald::config::Config::from_env().unwrap_or_else(|e| config_error(&e));
+            std::process::exit(if herald::doctor::run(&cfg) { 0 } else { 1 });
+        }
         Some(other) => {
             eprintln!("herald: unknown argument {other:?}; see herald --help");
             std::process::exit(2);
@@ -27,17 +31,17 @@ fn main() {
         Err(e) => config_error(&e),
     };
     herald::logging::init(cfg.log_format, cfg.log_level);
-    let verifier = match herald::conn::auth::Verifier::from_config(&cfg) {
-        Ok(v) => v,
+    let prepared = match herald::server::Prepared::new(cfg) {
+        Ok(p) => p,
         Err(e) => config_error(&e),
     };
-    if !verifier.has_keys() && !cfg.allow_anonymous {
+    if !prepared.verifier.has_keys() && !prepared.cfg.allow_anonymous {
         log::warn!(
             "no JWT_SECRET or JWT_PUBLIC_KEY and ALLOW_ANONYMOUS=false: every /sse request \
              will be refused"
         );
     }
-    if let Err(e) = herald::server::run(cfg, verifier) {
+    if let Err(e) = herald::server::run(prepared) {
         log::error!("{e}");
         eprintln!("herald: {e}");
         std::process::exit(1);

@@ -12,6 +12,7 @@ use crate::admin::Admin;
 use crate::config::{Config, IoBackend};
 use crate::conn::auth::Verifier;
 use crate::hub::Hub;
+use crate::ingest::IngestStatus;
 use crate::reactor::{self, Reactor, Shared, Stats};
 use crate::sys;
 
@@ -25,9 +26,25 @@ impl std::fmt::Display for StartError {
     }
 }
 
-/// Runs herald until SIGTERM or SIGINT. The verifier is built by the caller,
-/// so key errors are reported as configuration errors.
-pub fn run(cfg: Config, verifier: Verifier) -> Result<(), StartError> {
+/// Everything built from the configuration before any socket is opened, so
+/// that every configuration mistake is found (exit code 2) before start-up.
+pub struct Prepared {
+    pub cfg: Config,
+    pub verifier: Verifier,
+    pub redis: Option<redis::Client>,
+}
+
+impl Prepared {
+    pub fn new(cfg: Config) -> Result<Self, crate::config::ConfigError> {
+        let verifier = Verifier::from_config(&cfg)?;
+        let redis = cfg.redis.as_ref().map(crate::ingest::redis::client).transpose()?;
+        Ok(Self { cfg, verifier, redis })
+    }
+}
+
+/// Runs herald until SIGTERM or SIGINT.
+pub fn run(prepared: Prepared) -> Result<(), StartError> {
+    let Prepared { cfg, verifier, redis } = prepared;
     // Signals are blocked before any thread starts, so every thread inherits
     // the mask and only the main thread's sigwait sees them.
     let mut signals = SigSet::empty();
@@ -70,24 +87,23 @@ pub fn run(cfg: Config, verifier: Verifier) -> Result<(), StartError> {
     })?;
 
     let stats: Arc<[Arc<Stats>]> = (0..workers).map(|_| Arc::new(Stats::default())).collect();
-    let health: Arc<dyn Fn() -> String + Send + Sync> =
-        Arc::new(|| r#"{"status":"ok","redis":"disabled"}"#.to_string());
-    let health_for_reactors = health.clone();
+    let status = Arc::new(IngestStatus::new(redis.is_some()));
+    let health_status = status.clone();
     let cfg = Arc::new(cfg);
     let shared = Arc::new(Shared {
         cfg: (*cfg).clone(),
         verifier,
         stats: stats.clone(),
-        health: Box::new(move || health_for_reactors()),
+        health: Box::new(move || health_status.health_json()),
     });
 
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let mut inboxes = Vec::with_capacity(workers);
     let mut handles = Vec::with_capacity(workers);
     for (i, listener) in listeners.into_iter().enumerate() {
-        let (inbox, rx, waker) =
+        let (inbox, rx, wake) =
             reactor::inbox().map_err(|e| StartError(format!("cannot create eventfd: {e}")))?;
-        let reactor = Reactor::new(i, shared.clone(), listener, rx, waker, per_reactor)
+        let reactor = Reactor::new(i, shared.clone(), listener, rx, wake, per_reactor)
             .map_err(|e| StartError(format!("cannot create reactor {i}: {e}")))?;
         let core = (cfg.pin_cores && !cores.is_empty()).then(|| cores[i % cores.len()]);
         let handle = std::thread::Builder::new()
@@ -106,16 +122,21 @@ pub fn run(cfg: Config, verifier: Verifier) -> Result<(), StartError> {
     }
 
     let hub = Arc::new(Hub::new(inboxes));
-    let admin = Admin {
-        cfg: cfg.clone(),
-        hub: hub.clone(),
-        health,
-    };
+    if let (Some(client), Some(rc)) = (redis, &cfg.redis) {
+        let (hub, status, source) = (hub.clone(), status.clone(), rc.source.clone());
+        std::thread::Builder::new()
+            .name("ingest-redis".into())
+            .spawn(move || crate::ingest::redis::run(client, source, hub, status))
+            .map_err(|e| StartError(format!("cannot spawn Redis ingest thread: {e}")))?;
+    }
+    let admin = Admin { cfg: cfg.clone(), hub: hub.clone(), status, stats };
     std::thread::Builder::new()
         .name("admin".into())
         .spawn(move || admin.serve(admin_listener))
         .map_err(|e| StartError(format!("cannot spawn admin thread: {e}")))?;
 
+    sys::notify::ready(&format!("listening on {}", cfg.listen_addr));
+    sys::notify::start_watchdog();
     info!(
         "herald listening on {} (admin {}), {workers} reactor(s), fd limit {nofile}",
         cfg.listen_addr, cfg.admin_addr
@@ -124,6 +145,7 @@ pub fn run(cfg: Config, verifier: Verifier) -> Result<(), StartError> {
     let sig = signals
         .wait()
         .map_err(|e| StartError(format!("sigwait failed: {e}")))?;
+    sys::notify::stopping();
     info!("{sig:?} received: closing listeners and connections");
     for inbox in hub.inboxes() {
         inbox.shutdown();

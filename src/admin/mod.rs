@@ -14,6 +14,9 @@ use crate::config::Config;
 use crate::conn::http::{parse_head, Head, Method, Request, MAX_HEAD_BYTES};
 use crate::conn::response::{self, Problem};
 use crate::hub::{envelope, Hub};
+use crate::ingest::{IngestStatus, RedisState};
+use crate::reactor::Stats;
+use std::sync::atomic::Ordering::Relaxed;
 
 /// Largest publish body accepted.
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -22,7 +25,8 @@ const IO_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Admin {
     pub cfg: Arc<Config>,
     pub hub: Arc<Hub>,
-    pub health: Arc<dyn Fn() -> String + Send + Sync>,
+    pub status: Arc<IngestStatus>,
+    pub stats: Arc<[Arc<Stats>]>,
 }
 
 impl Admin {
@@ -87,15 +91,21 @@ impl Admin {
         };
         Ok(match (req.path.as_str(), req.method()) {
             ("/health", Method::Get) => {
-                response::simple(200, "application/json", "", &(self.health)())
+                response::simple(200, "application/json", "", &self.status.health_json())
             }
+            ("/stats", Method::Get) => {
+                if self.authorized(req, &[&self.cfg.admin_token]) {
+                    response::simple(200, "application/json", "", &self.stats_json())
+                } else {
+                    unauthorized("GET /stats needs Authorization: Bearer <ADMIN_TOKEN>")
+                }
+            }
+            ("/stats", _) => not_allowed("GET"),
             ("/health", _) => not_allowed("GET"),
             ("/publish", Method::Post) => {
-                if !self.authorized_to_publish(req) {
-                    response::problem(
-                        Problem::Unauthorized,
+                if !self.authorized(req, &[&self.cfg.publish_token, &self.cfg.admin_token]) {
+                    unauthorized(
                         "POST /publish needs Authorization: Bearer <PUBLISH_TOKEN or ADMIN_TOKEN>",
-                        "WWW-Authenticate: Bearer\r\n",
                     )
                 } else {
                     match read_body(req, stream, body_prefix)? {
@@ -111,12 +121,10 @@ impl Admin {
         })
     }
 
-    fn authorized_to_publish(&self, req: &Request) -> bool {
-        let tokens: Vec<&str> = [&self.cfg.publish_token, &self.cfg.admin_token]
-            .into_iter()
-            .flatten()
-            .map(String::as_str)
-            .collect();
+    /// Whether the request carries one of `tokens` (when none is set, the
+    /// endpoint is open: the admin listener is on loopback by default).
+    fn authorized(&self, req: &Request, tokens: &[&Option<String>]) -> bool {
+        let tokens: Vec<&str> = tokens.iter().copied().flatten().map(String::as_str).collect();
         if tokens.is_empty() {
             return true;
         }
@@ -144,6 +152,36 @@ impl Admin {
             }
         }
     }
+}
+
+impl Admin {
+    /// `GET /stats`: totals over every reactor, plus ingest counters.
+    fn stats_json(&self) -> String {
+        let sum = |f: &dyn Fn(&Stats) -> u64| self.stats.iter().map(|s| f(s)).sum::<u64>();
+        let redis = match self.status.redis() {
+            RedisState::Disabled => "disabled",
+            RedisState::Up => "up",
+            RedisState::Down => "down",
+        };
+        serde_json::json!({
+            "connections": sum(&|s| s.open() as u64),
+            "streaming": sum(&|s| s.streaming.load(Relaxed) as u64),
+            "accepted_total": sum(&|s| s.accepted.load(Relaxed)),
+            "refused_full_total": sum(&|s| s.refused_full.load(Relaxed)),
+            "slow_disconnects_total": sum(&|s| s.slow_disconnects.load(Relaxed)),
+            "delivered_total": sum(&|s| s.delivered.load(Relaxed)),
+            "published_total": self.status.published.load(Relaxed),
+            "rejected_total": self.status.rejected.load(Relaxed),
+            "redis": redis,
+            "redis_connects_total": self.status.redis_connects.load(Relaxed),
+            "reactors": self.stats.iter().map(|s| s.open()).collect::<Vec<_>>(),
+        })
+        .to_string()
+    }
+}
+
+fn unauthorized(detail: &str) -> Vec<u8> {
+    response::problem(Problem::Unauthorized, detail, "WWW-Authenticate: Bearer\r\n")
 }
 
 /// Reads a `Content-Length` body. The inner `Err` is a ready refusal.

@@ -9,6 +9,7 @@
 
 pub mod envelope;
 pub mod filter;
+pub mod history;
 pub mod ids;
 pub mod sse;
 

@@ -19,6 +19,7 @@ mod users;
 
 use std::io::IoSlice;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
@@ -31,6 +32,7 @@ use crate::conn::http::{parse_head, Head};
 use crate::conn::response::{self, Problem};
 use crate::conn::route::{route, Action, RouteCtx, StreamRequest};
 use crate::conn::State;
+use crate::hub::history::{gap_frame, History, Listener};
 use crate::hub::{sse, Batch, Event, Target};
 use crate::sys::{self, poll::Poller, poll::Waker};
 
@@ -68,22 +70,46 @@ pub enum Msg {
 }
 
 /// The sending side of a reactor's inbox: channel plus eventfd wake-up.
+///
+/// Wake-ups are coalesced: a sender writes the eventfd only when no wake-up
+/// is already outstanding, so a burst of sends costs the reactor one wake.
 #[derive(Clone)]
 pub struct Inbox {
     tx: Sender<Msg>,
-    waker: Arc<Waker>,
+    wake: Arc<Wake>,
+}
+
+/// The eventfd and the "a wake-up is outstanding" flag a reactor shares with
+/// its senders.
+pub struct Wake {
+    waker: Waker,
+    pending: AtomicBool,
+}
+
+impl Wake {
+    fn notify(&self) {
+        if !self.pending.swap(true, Ordering::SeqCst) {
+            self.waker.wake();
+        }
+    }
+
+    /// Called by the reactor before draining: later sends wake it again.
+    fn acknowledge(&self) {
+        self.pending.store(false, Ordering::SeqCst);
+        self.waker.reset();
+    }
 }
 
 impl Inbox {
     pub fn send_events(&self, batch: Batch) {
         if self.tx.send(Msg::Events(batch)).is_ok() {
-            self.waker.wake();
+            self.wake.notify();
         }
     }
 
     pub fn shutdown(&self) {
         if self.tx.send(Msg::Shutdown).is_ok() {
-            self.waker.wake();
+            self.wake.notify();
         }
     }
 }
@@ -98,17 +124,10 @@ pub struct Shared {
 }
 
 /// Builds a reactor's inbox pair.
-pub fn inbox() -> std::io::Result<(Inbox, Receiver<Msg>, Arc<Waker>)> {
+pub fn inbox() -> std::io::Result<(Inbox, Receiver<Msg>, Arc<Wake>)> {
     let (tx, rx) = crossbeam_channel::unbounded();
-    let waker = Arc::new(Waker::new()?);
-    Ok((
-        Inbox {
-            tx,
-            waker: waker.clone(),
-        },
-        rx,
-        waker,
-    ))
+    let wake = Arc::new(Wake { waker: Waker::new()?, pending: AtomicBool::new(false) });
+    Ok((Inbox { tx, wake: wake.clone() }, rx, wake))
 }
 
 pub struct Reactor {
@@ -117,9 +136,10 @@ pub struct Reactor {
     stats: Arc<Stats>,
     poller: Poller,
     listener: Option<OwnedFd>,
-    waker: Arc<Waker>,
+    wake: Arc<Wake>,
     inbox: Receiver<Msg>,
     conns: Slab<Conn>,
+    history: History,
     next_gen: u32,
     users: Users,
     pending: Slab<Pending>,
@@ -145,12 +165,12 @@ impl Reactor {
         shared: Arc<Shared>,
         listener: OwnedFd,
         inbox: Receiver<Msg>,
-        waker: Arc<Waker>,
+        wake: Arc<Wake>,
         capacity: usize,
     ) -> std::io::Result<Self> {
         let poller = Poller::new(EVENTS_PER_WAIT)?;
         poller.add_readable(listener.as_fd(), LISTENER)?;
-        poller.add_readable(waker.as_fd(), WAKER)?;
+        poller.add_readable(wake.waker.as_fd(), WAKER)?;
         let now_s = sys::clock::unix_secs();
         let heartbeats =
             (shared.cfg.heartbeat_secs > 0).then(|| Wheel::new(shared.cfg.heartbeat_secs, now_s));
@@ -160,8 +180,9 @@ impl Reactor {
             stats,
             poller,
             listener: Some(listener),
-            waker,
+            wake,
             inbox,
+            history: History::new(shared.cfg.history_size),
             // Reserve the slab once (virtual memory; pages are touched only as
             // connections arrive) so it never reallocates under load.
             conns: Slab::with_capacity(capacity),
@@ -204,7 +225,7 @@ impl Reactor {
                 match r.token {
                     LISTENER => self.more_accepts = true,
                     WAKER => {
-                        self.waker.reset();
+                        self.wake.acknowledge();
                         inbox_woken = true;
                     }
                     token => self.on_ready(token, r.readable || r.closed, r.writable, now_ms),
@@ -414,6 +435,22 @@ impl Reactor {
         let conn_id = uuid::Builder::from_random_bytes(self.random_bytes()).into_uuid();
         let mut head = response::stream_head(&conn_id, &req.cors);
         head.push_str(&sse::retry_preface(retry_ms));
+        // Replay comes from this reactor's history, before any live event
+        // can reach the connection: no gap, no duplicate.
+        let who = Listener {
+            app: &req.identity.app,
+            user: req.identity.user.as_deref(),
+            filter: req.filter.as_ref(),
+        };
+        let mut gap = None;
+        let replay = match &req.last_event_id {
+            Some(id) => {
+                let r = self.history.replay(&who, id);
+                gap = r.gap.then(|| gap_frame(id));
+                r.events
+            }
+            None => self.history.recent(&who, self.shared.cfg.history_on_connect),
+        };
         {
             let conn = &mut self.conns[key as usize];
             conn.app = app;
@@ -431,7 +468,11 @@ impl Reactor {
             "conn {key}: stream {conn_id} for app {:?} user {:?}",
             req.identity.app, req.identity.user
         );
-        if !self.write_frames(key, &[head.as_bytes()], now_ms) {
+        let mut frames: Vec<&[u8]> = Vec::with_capacity(2 + replay.len());
+        frames.push(head.as_bytes());
+        frames.extend(gap.as_deref());
+        frames.extend(replay.iter().map(|e| &*e.frame));
+        if !self.write_frames(key, &frames, now_ms) {
             return;
         }
         if let Some(wheel) = &mut self.heartbeats {
@@ -608,6 +649,9 @@ impl Reactor {
             result = Drained::More;
         }
         if !events.is_empty() {
+            for ev in &events {
+                self.history.push(ev);
+            }
             self.deliver(&events, now_ms);
         }
         self.events = events;

@@ -8,9 +8,12 @@
 //! - [`poll`]: the epoll instance and the eventfd waker of a reactor.
 //! - [`limits`]: `RLIMIT_NOFILE` raising and reading.
 //! - [`clock`]: wall-clock seconds and milliseconds.
+//! - [`notify`]: systemd `sd_notify` (READY, STOPPING, watchdog) over
+//!   `NOTIFY_SOCKET`, without libsystemd.
 #![allow(unsafe_code)]
 
 pub mod clock;
 pub mod limits;
 pub mod net;
+pub mod notify;
 pub mod poll;

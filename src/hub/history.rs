@@ -1,0 +1,214 @@
+//! Replay history (SPEC §2): the last `HISTORY_SIZE` events per app, kept by
+//! each reactor as `Arc` pointers (no sharing, no locks), and the replay
+//! decision for a listener that reconnects with `Last-Event-ID`.
+//!
+//! Events without an `app` go to every app's listeners, so they live in a
+//! ring of their own that is merged with the app's ring by ingest sequence.
+//! Every reactor sees the same events in the same order, so replay gives the
+//! same answer on whichever reactor a listener lands.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use super::filter::Filter;
+use super::{Event, Target};
+
+/// `Last-Event-ID` value asking for everything still in history, no gap.
+pub const EARLIEST: &str = "earliest";
+
+/// One reactor's history rings.
+pub struct History {
+    size: usize,
+    rings: HashMap<Option<Arc<str>>, VecDeque<Arc<Event>>>,
+}
+
+/// Who is asking for replay: the listener's app, user and filter.
+pub struct Listener<'a> {
+    pub app: &'a str,
+    pub user: Option<&'a str>,
+    pub filter: Option<&'a Filter>,
+}
+
+impl Listener<'_> {
+    /// Whether this listener would have received `ev` live.
+    pub fn would_receive(&self, ev: &Event) -> bool {
+        let app_ok = ev.app.as_deref().is_none_or(|a| a == self.app);
+        let target_ok = match &ev.target {
+            Target::All => true,
+            Target::Users(ids) => self.user.is_some_and(|u| ids.iter().any(|id| &**id == u)),
+        };
+        app_ok
+            && target_ok
+            && self.filter.is_none_or(|f| f.matches(ev.event_type(), ev.source.as_deref()))
+    }
+}
+
+/// What a (re)connecting listener gets before going live.
+#[derive(Debug, Default)]
+pub struct Replay {
+    /// The id was not found: send a `history-gap` event first.
+    pub gap: bool,
+    pub events: Vec<Arc<Event>>,
+}
+
+impl History {
+    pub fn new(size: usize) -> Self {
+        Self { size, rings: HashMap::new() }
+    }
+
+    /// Records an event (call in ingest order, before delivering it).
+    pub fn push(&mut self, ev: &Arc<Event>) {
+        if self.size == 0 {
+            return;
+        }
+        let key: Option<Arc<str>> = ev.app.as_deref().map(Arc::from);
+        let ring = self.rings.entry(key).or_insert_with(|| VecDeque::with_capacity(self.size));
+        if ring.len() == self.size {
+            ring.pop_front();
+        }
+        ring.push_back(ev.clone());
+    }
+
+    /// The events visible to `app`'s listeners, oldest first.
+    fn visible(&self, app: &str) -> Vec<&Arc<Event>> {
+        let global = self.rings.get(&None).into_iter().flatten();
+        let own = self.rings.get(&Some(Arc::from(app))).into_iter().flatten();
+        let mut out = Vec::new();
+        let (mut a, mut b) = (global.peekable(), own.peekable());
+        loop {
+            let next = match (a.peek(), b.peek()) {
+                (Some(x), Some(y)) => {
+                    if x.seq < y.seq {
+                        a.next()
+                    } else {
+                        b.next()
+                    }
+                }
+                (Some(_), None) => a.next(),
+                (None, Some(_)) => b.next(),
+                (None, None) => break,
+            };
+            out.extend(next);
+        }
+        out
+    }
+
+    /// Replay for a listener that last saw `last_event_id`: the events after
+    /// the most recent event with that id; or, when the id is unknown, a gap
+    /// and everything still held; `earliest` gives everything, no gap.
+    pub fn replay(&self, who: &Listener<'_>, last_event_id: &str) -> Replay {
+        let visible = self.visible(who.app);
+        let (gap, start) = if last_event_id == EARLIEST {
+            (false, 0)
+        } else {
+            match visible.iter().rposition(|e| &*e.id == last_event_id) {
+                Some(i) => (false, i + 1),
+                None => (true, 0),
+            }
+        };
+        let events = visible[start..]
+            .iter()
+            .filter(|e| who.would_receive(e))
+            .map(|e| (*e).clone())
+            .collect();
+        Replay { gap, events }
+    }
+
+    /// The last `n` events this listener would have received (for
+    /// `HISTORY_ON_CONNECT`).
+    pub fn recent(&self, who: &Listener<'_>, n: usize) -> Vec<Arc<Event>> {
+        let mut out: Vec<Arc<Event>> = self
+            .visible(who.app)
+            .into_iter()
+            .rev()
+            .filter(|e| who.would_receive(e))
+            .take(n)
+            .cloned()
+            .collect();
+        out.reverse();
+        out
+    }
+}
+
+/// The `history-gap` event for an id that is no longer (or never was) held.
+pub fn gap_frame(last_event_id: &str) -> Vec<u8> {
+    let data = serde_json::json!({ "lastEventId": last_event_id });
+    super::sse::encode_event(None, Some("history-gap"), super::sse::Payload::Json(&data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::envelope::decode;
+
+    fn ev(seq: u64, json: &str) -> Arc<Event> {
+        let env = decode(json.as_bytes()).unwrap().remove(0);
+        Arc::new(env.into_event(seq, format!("{seq}-0")))
+    }
+
+    fn ids(events: &[Arc<Event>]) -> Vec<String> {
+        events.iter().map(|e| e.id.to_string()).collect()
+    }
+
+    fn listener<'a>(app: &'a str, user: Option<&'a str>) -> Listener<'a> {
+        Listener { app, user, filter: None }
+    }
+
+    #[test]
+    fn replays_after_id_only_what_the_listener_would_get() {
+        let mut h = History::new(10);
+        h.push(&ev(1, r#"{"message":"all"}"#));
+        h.push(&ev(2, r#"{"to":"u1","message":"u1 only"}"#));
+        h.push(&ev(3, r#"{"to":"u2","message":"u2 only"}"#));
+        h.push(&ev(4, r#"{"app":"shop","message":"shop"}"#));
+        h.push(&ev(5, r#"{"app":"blog","message":"blog"}"#));
+        h.push(&ev(6, r#"{"message":"all again"}"#));
+        let r = h.replay(&listener("shop", Some("u1")), "1-0");
+        assert!(!r.gap);
+        assert_eq!(ids(&r.events), ["2-0", "4-0", "6-0"]);
+        let r = h.replay(&listener("default", None), "1-0");
+        assert_eq!(ids(&r.events), ["6-0"]);
+        let r = h.replay(&listener("blog", Some("u2")), EARLIEST);
+        assert!(!r.gap);
+        assert_eq!(ids(&r.events), ["1-0", "3-0", "5-0", "6-0"]);
+        let r = h.replay(&listener("shop", Some("u1")), "6-0");
+        assert!(!r.gap && r.events.is_empty());
+    }
+
+    #[test]
+    fn unknown_or_evicted_id_is_a_gap() {
+        let mut h = History::new(2);
+        for i in 1..=4 {
+            h.push(&ev(i, r#"{"message":"m"}"#));
+        }
+        let r = h.replay(&listener("default", Some("u")), "1-0");
+        assert!(r.gap);
+        assert_eq!(ids(&r.events), ["3-0", "4-0"]);
+        assert_eq!(gap_frame("1-0"), b"event: history-gap\ndata: {\"lastEventId\":\"1-0\"}\n\n");
+    }
+
+    #[test]
+    fn repeated_envelope_id_resumes_after_the_most_recent() {
+        let mut h = History::new(10);
+        h.push(&ev(1, r#"{"id":"x","message":"a"}"#));
+        h.push(&ev(2, r#"{"message":"b"}"#));
+        h.push(&ev(3, r#"{"id":"x","message":"c"}"#));
+        h.push(&ev(4, r#"{"message":"d"}"#));
+        let r = h.replay(&listener("default", None), "x");
+        assert_eq!(ids(&r.events), ["4-0"]);
+    }
+
+    #[test]
+    fn filters_apply_and_recent_takes_the_last_n() {
+        let mut h = History::new(10);
+        h.push(&ev(1, r#"{"event":"blog.post","message":"a"}"#));
+        h.push(&ev(2, r#"{"event":"news","message":"b"}"#));
+        h.push(&ev(3, r#"{"event":"blog.edit","message":"c"}"#));
+        h.push(&ev(4, r#"{"event":"blog.del","message":"d"}"#));
+        let f = Filter::from_lists(Some("blog.*"), None).unwrap();
+        let who = Listener { app: "default", user: None, filter: Some(&f) };
+        assert_eq!(ids(&h.replay(&who, EARLIEST).events), ["1-0", "3-0", "4-0"]);
+        assert_eq!(ids(&h.recent(&who, 2)), ["3-0", "4-0"]);
+        assert!(History::new(0).replay(&who, "1-0").gap);
+    }
+}

@@ -470,7 +470,10 @@ fn redis_config(env: &Env<'_>) -> Result<Option<RedisConfig>, ConfigError> {
         (Some(url), _) => {
             let url = url.trim().to_string();
             if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
-                return Err(err("REDIS_URL", format!("expected redis://… or rediss://…, got {url:?}")));
+                return Err(err(
+                    "REDIS_URL",
+                    format!("expected redis://… or rediss://…, got {url:?}"),
+                ));
             }
             url
         }
@@ -488,7 +491,11 @@ fn redis_config(env: &Env<'_>) -> Result<Option<RedisConfig>, ConfigError> {
         Some(key) => RedisSource::Stream(key.trim().to_string()),
         None => {
             let channels = env.list("REDIS_CHANNEL");
-            RedisSource::Channels(if channels.is_empty() { vec!["herald".into()] } else { channels })
+            RedisSource::Channels(if channels.is_empty() {
+                vec!["herald".into()]
+            } else {
+                channels
+            })
         }
     };
     Ok(Some(RedisConfig {
@@ -568,19 +575,42 @@ mod tests {
     #[test]
     fn redis_settings() {
         assert_eq!(load(&[]).unwrap().redis, None);
-        let r = load(&[("REDIS_HOST", "10.0.0.5"), ("REDIS_PORT", "6380"), ("REDIS_DB", "3")])
-            .unwrap()
-            .redis
-            .unwrap();
+        let r = load(&[
+            ("REDIS_HOST", "10.0.0.5"),
+            ("REDIS_PORT", "6380"),
+            ("REDIS_DB", "3"),
+        ])
+        .unwrap()
+        .redis
+        .unwrap();
         assert_eq!(r.url, "redis://10.0.0.5:6380");
         assert_eq!(r.db, Some(3));
         assert_eq!(r.source, RedisSource::Channels(vec!["herald".into()]));
-        let r = load(&[("REDIS_URL", "rediss://h:1"), ("REDIS_CHANNEL", "a, b")]).unwrap().redis.unwrap();
-        assert_eq!(r.source, RedisSource::Channels(vec!["a".into(), "b".into()]));
-        let r = load(&[("REDIS_URL", "redis://h"), ("REDIS_STREAM", "s")]).unwrap().redis.unwrap();
+        let r = load(&[("REDIS_URL", "rediss://h:1"), ("REDIS_CHANNEL", "a, b")])
+            .unwrap()
+            .redis
+            .unwrap();
+        assert_eq!(
+            r.source,
+            RedisSource::Channels(vec!["a".into(), "b".into()])
+        );
+        let r = load(&[("REDIS_URL", "redis://h"), ("REDIS_STREAM", "s")])
+            .unwrap()
+            .redis
+            .unwrap();
         assert_eq!(r.source, RedisSource::Stream("s".into()));
-        assert_eq!(load(&[("REDIS_HOST", "h"), ("REDIS_PORT", "x")]).unwrap_err().var, "REDIS_PORT");
-        assert_eq!(load(&[("REDIS_URL", "redis://h"), ("REDIS_DB", "x")]).unwrap_err().var, "REDIS_DB");
+        assert_eq!(
+            load(&[("REDIS_HOST", "h"), ("REDIS_PORT", "x")])
+                .unwrap_err()
+                .var,
+            "REDIS_PORT"
+        );
+        assert_eq!(
+            load(&[("REDIS_URL", "redis://h"), ("REDIS_DB", "x")])
+                .unwrap_err()
+                .var,
+            "REDIS_DB"
+        );
     }
 
     #[test]
@@ -594,6 +624,14 @@ mod tests {
             c.cors,
             Cors::List(vec!["https://a.example".into(), "https://b.example".into()])
         );
+    }
+
+    #[test]
+    fn readme_documents_every_variable() {
+        let readme = include_str!("../README.md");
+        for (name, _, _) in VARS {
+            assert!(readme.contains(&format!("`{name}`")), "README lacks {name}");
+        }
     }
 
     #[test]

@@ -71,3 +71,16 @@ impl Pending {
         self.buf.len() - self.off
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The idle-connection budget (ARCHITECTURE: a few hundred bytes, goal
+    /// ≤ 200 B in all) starts with this record and its slab slot.
+    #[test]
+    fn idle_connection_record_stays_small() {
+        let record = std::mem::size_of::<Conn>();
+        assert!(record <= 64, "Conn grew to {record} bytes");
+    }
+}

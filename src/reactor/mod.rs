@@ -126,8 +126,18 @@ pub struct Shared {
 /// Builds a reactor's inbox pair.
 pub fn inbox() -> std::io::Result<(Inbox, Receiver<Msg>, Arc<Wake>)> {
     let (tx, rx) = crossbeam_channel::unbounded();
-    let wake = Arc::new(Wake { waker: Waker::new()?, pending: AtomicBool::new(false) });
-    Ok((Inbox { tx, wake: wake.clone() }, rx, wake))
+    let wake = Arc::new(Wake {
+        waker: Waker::new()?,
+        pending: AtomicBool::new(false),
+    });
+    Ok((
+        Inbox {
+            tx,
+            wake: wake.clone(),
+        },
+        rx,
+        wake,
+    ))
 }
 
 pub struct Reactor {
@@ -287,9 +297,7 @@ impl Reactor {
                 }
                 Err(e) => {
                     // EMFILE/ENFILE/ENOBUFS: leave the queue; retry next turn.
-                    self.stats
-                        .accept_errors
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.stats.accept_errors.fetch_add(1, Ordering::Relaxed);
                     debug!("reactor {}: accept failed: {e}", self.index);
                     return false;
                 }
@@ -300,22 +308,7 @@ impl Reactor {
 
     fn on_accept(&mut self, fd: OwnedFd, now_ms: u64) {
         let open: usize = self.shared.stats.iter().map(|s| s.open()).sum();
-        if open >= self.shared.cfg.max_connections {
-            let body = response::problem(
-                Problem::ServerFull,
-                "server has reached MAX_CONNECTIONS",
-                "Retry-After: 5\r\n",
-            );
-            let _ = nix::unistd::write(&fd, &body);
-            sys::net::shutdown_write(&fd);
-            self.stats
-                .refused_full
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return;
-        }
-        if self.conns.len() == self.conns.capacity() && self.conns.capacity() > 0 {
-            debug!("reactor {}: slab grows past its reservation", self.index);
-        }
+        let full = open >= self.shared.cfg.max_connections;
         self.next_gen = self.next_gen.wrapping_add(1);
         let gen = self.next_gen;
         let now_rel = self.now_rel(now_ms);
@@ -327,9 +320,18 @@ impl Reactor {
         }
         entry.insert(Conn::new(fd, gen, now_rel));
         self.stats.set_open(self.conns.len());
-        self.stats
-            .accepted
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.stats.accepted.fetch_add(1, Ordering::Relaxed);
+        if full {
+            // Refused through the normal close path, so the response is not
+            // lost to a reset while the request is still unread.
+            self.stats.refused_full.fetch_add(1, Ordering::Relaxed);
+            let body = response::problem(
+                Problem::ServerFull,
+                "server has reached MAX_CONNECTIONS",
+                "Retry-After: 5\r\n",
+            );
+            return self.respond_and_close(key, &body, now_ms);
+        }
         self.head_timeouts
             .push((key, gen), now_ms + self.shared.cfg.header_timeout_ms);
         // The request may already be waiting (edge-triggered: read it now).
@@ -449,7 +451,9 @@ impl Reactor {
                 gap = r.gap.then(|| gap_frame(id));
                 r.events
             }
-            None => self.history.recent(&who, self.shared.cfg.history_on_connect),
+            None => self
+                .history
+                .recent(&who, self.shared.cfg.history_on_connect),
         };
         {
             let conn = &mut self.conns[key as usize];
@@ -461,9 +465,7 @@ impl Reactor {
             self.link_user(key, u);
         }
         self.set_state(key, State::Streaming);
-        self.stats
-            .streaming
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.stats.streaming.fetch_add(1, Ordering::Relaxed);
         debug!(
             "conn {key}: stream {conn_id} for app {:?} user {:?}",
             req.identity.app, req.identity.user
@@ -527,9 +529,7 @@ impl Reactor {
         let conn = self.conns.remove(key as usize);
         trace!("conn {key}: closed in {} ({why})", conn.state);
         if conn.state == State::Streaming {
-            self.stats
-                .streaming
-                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            self.stats.streaming.fetch_sub(1, Ordering::Relaxed);
         }
         if conn.pending != NIL {
             let p = self.pending.remove(conn.pending as usize);
@@ -586,9 +586,7 @@ impl Reactor {
     }
 
     fn close_slow(&mut self, key: u32) -> bool {
-        self.stats
-            .slow_disconnects
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.stats.slow_disconnects.fetch_add(1, Ordering::Relaxed);
         debug!("conn {key}: cut, over MAX_PENDING_BYTES");
         self.close(key, "slow listener");
         false
@@ -769,9 +767,7 @@ impl Reactor {
                 start = end;
             }
         }
-        self.stats
-            .delivered
-            .fetch_add(delivered, std::sync::atomic::Ordering::Relaxed);
+        self.stats.delivered.fetch_add(delivered, Ordering::Relaxed);
         self.targeted = targeted;
     }
 

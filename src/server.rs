@@ -37,14 +37,26 @@ pub struct Prepared {
 impl Prepared {
     pub fn new(cfg: Config) -> Result<Self, crate::config::ConfigError> {
         let verifier = Verifier::from_config(&cfg)?;
-        let redis = cfg.redis.as_ref().map(crate::ingest::redis::client).transpose()?;
-        Ok(Self { cfg, verifier, redis })
+        let redis = cfg
+            .redis
+            .as_ref()
+            .map(crate::ingest::redis::client)
+            .transpose()?;
+        Ok(Self {
+            cfg,
+            verifier,
+            redis,
+        })
     }
 }
 
 /// Runs herald until SIGTERM or SIGINT.
 pub fn run(prepared: Prepared) -> Result<(), StartError> {
-    let Prepared { cfg, verifier, redis } = prepared;
+    let Prepared {
+        cfg,
+        verifier,
+        redis,
+    } = prepared;
     // Signals are blocked before any thread starts, so every thread inherits
     // the mask and only the main thread's sigwait sees them.
     let mut signals = SigSet::empty();
@@ -129,7 +141,12 @@ pub fn run(prepared: Prepared) -> Result<(), StartError> {
             .spawn(move || crate::ingest::redis::run(client, source, hub, status))
             .map_err(|e| StartError(format!("cannot spawn Redis ingest thread: {e}")))?;
     }
-    let admin = Admin { cfg: cfg.clone(), hub: hub.clone(), status, stats };
+    let admin = Admin {
+        cfg: cfg.clone(),
+        hub: hub.clone(),
+        status,
+        stats,
+    };
     std::thread::Builder::new()
         .name("admin".into())
         .spawn(move || admin.serve(admin_listener))

@@ -16,11 +16,13 @@ use crate::conn::response::{self, Problem};
 use crate::hub::{envelope, Hub};
 use crate::ingest::{IngestStatus, RedisState};
 use crate::reactor::Stats;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 /// Largest publish body accepted.
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Admin connections served concurrently.
+pub const MAX_CONCURRENT: usize = 64;
 
 pub struct Admin {
     pub cfg: Arc<Config>,
@@ -30,17 +32,43 @@ pub struct Admin {
 }
 
 impl Admin {
-    /// Serves connections one at a time until the process exits.
+    /// Serves until the process exits: each connection on its own thread,
+    /// at most [`MAX_CONCURRENT`] at once (beyond that, on the accepting
+    /// thread, which slows accepting down instead of piling up threads), so
+    /// one stalled client cannot hold up every publisher.
     pub fn serve(self, listener: TcpListener) {
+        let admin = Arc::new(self);
+        let busy = Arc::new(AtomicUsize::new(0));
         for stream in listener.incoming() {
-            match stream {
-                Ok(s) => {
-                    if let Err(e) = self.handle(s) {
-                        debug!("admin: connection ended: {e}");
-                    }
+            let stream = match stream {
+                Ok(s) => s,
+                Err(e) => {
+                    warn!("admin: accept failed: {e}");
+                    continue;
                 }
-                Err(e) => warn!("admin: accept failed: {e}"),
+            };
+            if busy.fetch_add(1, Relaxed) >= MAX_CONCURRENT {
+                admin.handle_logged(stream);
+                busy.fetch_sub(1, Relaxed);
+                continue;
             }
+            let (worker_admin, worker_busy) = (admin.clone(), busy.clone());
+            let spawned = std::thread::Builder::new()
+                .name("admin-conn".into())
+                .spawn(move || {
+                    worker_admin.handle_logged(stream);
+                    worker_busy.fetch_sub(1, Relaxed);
+                });
+            if let Err(e) = spawned {
+                busy.fetch_sub(1, Relaxed);
+                warn!("admin: cannot spawn a connection thread: {e}");
+            }
+        }
+    }
+
+    fn handle_logged(&self, stream: TcpStream) {
+        if let Err(e) = self.handle(stream) {
+            debug!("admin: connection ended: {e}");
         }
     }
 
@@ -124,7 +152,12 @@ impl Admin {
     /// Whether the request carries one of `tokens` (when none is set, the
     /// endpoint is open: the admin listener is on loopback by default).
     fn authorized(&self, req: &Request, tokens: &[&Option<String>]) -> bool {
-        let tokens: Vec<&str> = tokens.iter().copied().flatten().map(String::as_str).collect();
+        let tokens: Vec<&str> = tokens
+            .iter()
+            .copied()
+            .flatten()
+            .map(String::as_str)
+            .collect();
         if tokens.is_empty() {
             return true;
         }
@@ -181,7 +214,11 @@ impl Admin {
 }
 
 fn unauthorized(detail: &str) -> Vec<u8> {
-    response::problem(Problem::Unauthorized, detail, "WWW-Authenticate: Bearer\r\n")
+    response::problem(
+        Problem::Unauthorized,
+        detail,
+        "WWW-Authenticate: Bearer\r\n",
+    )
 }
 
 /// Reads a `Content-Length` body. The inner `Err` is a ready refusal.

@@ -39,7 +39,9 @@ impl Listener<'_> {
         };
         app_ok
             && target_ok
-            && self.filter.is_none_or(|f| f.matches(ev.event_type(), ev.source.as_deref()))
+            && self
+                .filter
+                .is_none_or(|f| f.matches(ev.event_type(), ev.source.as_deref()))
     }
 }
 
@@ -53,7 +55,10 @@ pub struct Replay {
 
 impl History {
     pub fn new(size: usize) -> Self {
-        Self { size, rings: HashMap::new() }
+        Self {
+            size,
+            rings: HashMap::new(),
+        }
     }
 
     /// Records an event (call in ingest order, before delivering it).
@@ -62,7 +67,10 @@ impl History {
             return;
         }
         let key: Option<Arc<str>> = ev.app.as_deref().map(Arc::from);
-        let ring = self.rings.entry(key).or_insert_with(|| VecDeque::with_capacity(self.size));
+        let ring = self
+            .rings
+            .entry(key)
+            .or_insert_with(|| VecDeque::with_capacity(self.size));
         if ring.len() == self.size {
             ring.pop_front();
         }
@@ -151,7 +159,11 @@ mod tests {
     }
 
     fn listener<'a>(app: &'a str, user: Option<&'a str>) -> Listener<'a> {
-        Listener { app, user, filter: None }
+        Listener {
+            app,
+            user,
+            filter: None,
+        }
     }
 
     #[test]
@@ -184,7 +196,10 @@ mod tests {
         let r = h.replay(&listener("default", Some("u")), "1-0");
         assert!(r.gap);
         assert_eq!(ids(&r.events), ["3-0", "4-0"]);
-        assert_eq!(gap_frame("1-0"), b"event: history-gap\ndata: {\"lastEventId\":\"1-0\"}\n\n");
+        assert_eq!(
+            gap_frame("1-0"),
+            b"event: history-gap\ndata: {\"lastEventId\":\"1-0\"}\n\n"
+        );
     }
 
     #[test]
@@ -206,7 +221,11 @@ mod tests {
         h.push(&ev(3, r#"{"event":"blog.edit","message":"c"}"#));
         h.push(&ev(4, r#"{"event":"blog.del","message":"d"}"#));
         let f = Filter::from_lists(Some("blog.*"), None).unwrap();
-        let who = Listener { app: "default", user: None, filter: Some(&f) };
+        let who = Listener {
+            app: "default",
+            user: None,
+            filter: Some(&f),
+        };
         assert_eq!(ids(&h.replay(&who, EARLIEST).events), ["1-0", "3-0", "4-0"]);
         assert_eq!(ids(&h.recent(&who, 2)), ["3-0", "4-0"]);
         assert!(History::new(0).replay(&who, "1-0").gap);

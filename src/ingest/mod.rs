@@ -34,7 +34,11 @@ pub struct IngestStatus {
 
 impl IngestStatus {
     pub fn new(redis_enabled: bool) -> Self {
-        let state = if redis_enabled { RedisState::Down } else { RedisState::Disabled };
+        let state = if redis_enabled {
+            RedisState::Down
+        } else {
+            RedisState::Disabled
+        };
         Self {
             redis: AtomicU8::new(state as u8),
             published: AtomicU64::new(0),
@@ -76,12 +80,19 @@ pub struct RateLimitedLog {
 
 impl RateLimitedLog {
     pub fn new(interval: Duration) -> Self {
-        Self { interval, last: None, suppressed: 0 }
+        Self {
+            interval,
+            last: None,
+            suppressed: 0,
+        }
     }
 
     pub fn warn(&mut self, msg: &str) {
         let now = Instant::now();
-        if self.last.is_some_and(|t| now.duration_since(t) < self.interval) {
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < self.interval)
+        {
             self.suppressed += 1;
             return;
         }

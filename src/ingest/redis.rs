@@ -32,7 +32,10 @@ const XREAD_COUNT: usize = 1000;
 
 /// Validates the Redis settings into a client (no connection is made yet).
 pub fn client(cfg: &RedisConfig) -> Result<redis::Client, ConfigError> {
-    let bad = |message: String| ConfigError { var: "REDIS_URL", message };
+    let bad = |message: String| ConfigError {
+        var: "REDIS_URL",
+        message,
+    };
     let mut info = redis::IntoConnectionInfo::into_connection_info(cfg.url.as_str())
         .map_err(|e| bad(format!("cannot parse {:?}: {e}", cfg.url)))?;
     let mut settings = info.redis_settings().clone();
@@ -82,7 +85,9 @@ struct Ingest {
 impl Ingest {
     fn up(&self, what: &str, backoff: &mut Duration) {
         *backoff = BACKOFF_MIN;
-        self.status.redis_connects.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.status
+            .redis_connects
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if self.status.set_redis(RedisState::Up) {
             info!("redis: link up, {what}");
         }
@@ -137,16 +142,20 @@ impl Ingest {
         if self.last_stream_id.is_none() {
             // Start after the current last entry, resolved to a concrete id so
             // that an outage before the first read loses nothing.
-            let last: redis::RedisResult<redis::streams::StreamRangeReply> = redis::cmd("XREVRANGE")
-                .arg(key)
-                .arg("+")
-                .arg("-")
-                .arg("COUNT")
-                .arg(1)
-                .query(&mut conn);
+            let last: redis::RedisResult<redis::streams::StreamRangeReply> =
+                redis::cmd("XREVRANGE")
+                    .arg(key)
+                    .arg("+")
+                    .arg("-")
+                    .arg("COUNT")
+                    .arg(1)
+                    .query(&mut conn);
             match last {
                 Ok(r) => {
-                    let id = r.ids.first().map_or_else(|| "0-0".to_string(), |e| e.id.clone());
+                    let id = r
+                        .ids
+                        .first()
+                        .map_or_else(|| "0-0".to_string(), |e| e.id.clone());
                     self.last_stream_id = Some(id);
                 }
                 Err(e) => return e,
@@ -206,12 +215,16 @@ impl Ingest {
     }
 
     fn reject(&mut self, msg: &str) {
-        self.status.rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.status
+            .rejected
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.bad_log.warn(msg);
     }
 
     fn publish(&self, envs: Vec<envelope::Envelope>) {
         let n = self.hub.publish(envs);
-        self.status.published.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        self.status
+            .published
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
     }
 }

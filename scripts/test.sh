@@ -23,5 +23,8 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets -- -D warnings
-echo "== cargo test"
-cargo test --all-targets
+echo "== cargo test (unit, integration, doc)"
+cargo test --lib --bins --tests
+cargo test --doc
+echo "== cargo bench --no-run (benchmarks are built, not run, here)"
+cargo bench --no-run

@@ -57,8 +57,8 @@ const POOL_BUFFERS: usize = 64;
 const POOL_BUFFER_BYTES: usize = 16 * 1024;
 /// Buffers that grew past this are freed rather than pooled.
 const POOL_BUFFER_KEEP: usize = 64 * 1024;
-/// `writev` takes at most this many slices.
-const IOV_MAX: usize = 1024;
+/// Slices per `writev` call (the kernel takes up to 1024).
+const IOV_BATCH: usize = 64;
 
 const LISTENER: u64 = u64::MAX;
 const WAKER: u64 = u64::MAX - 1;
@@ -849,15 +849,19 @@ impl Reactor {
     }
 }
 
-/// `writev` of `frames` in groups of at most [`IOV_MAX`]; returns the bytes
+/// `writev` of `frames` in groups of at most [`IOV_BATCH`]; returns the bytes
 /// written before the socket filled up (`EAGAIN` is not an error).
 fn writev_all(fd: &OwnedFd, frames: &[&[u8]]) -> Result<usize, nix::errno::Errno> {
     let mut written = 0;
-    for group in frames.chunks(IOV_MAX) {
-        let slices: Vec<IoSlice<'_>> = group.iter().map(|f| IoSlice::new(f)).collect();
+    // Slices live on the stack: no allocation per delivery.
+    let mut slices = [IoSlice::new(&[]); IOV_BATCH];
+    for group in frames.chunks(IOV_BATCH) {
+        for (slot, f) in slices.iter_mut().zip(group) {
+            *slot = IoSlice::new(f);
+        }
         let group_len: usize = group.iter().map(|f| f.len()).sum();
         loop {
-            match nix::sys::uio::writev(fd, &slices) {
+            match nix::sys::uio::writev(fd, &slices[..group.len()]) {
                 Ok(n) => {
                     written += n;
                     if n < group_len {

@@ -367,12 +367,23 @@ impl Reactor {
                     if conn.state != State::ReadingHead {
                         continue; // streaming/closing: input is ignored
                     }
-                    let buf = conn
-                        .head
-                        .get_or_insert_with(|| Box::new(Vec::with_capacity(1024)));
-                    buf.extend_from_slice(&chunk[..n]);
-                    match parse_head(buf) {
-                        Head::Partial => continue,
+                    // Usually the whole head arrives in one read and is parsed
+                    // straight from the stack; a buffer is kept only for a
+                    // head that arrives in pieces.
+                    let head = match conn.head.as_mut() {
+                        None => parse_head(&chunk[..n]),
+                        Some(buf) => {
+                            buf.extend_from_slice(&chunk[..n]);
+                            parse_head(buf)
+                        }
+                    };
+                    match head {
+                        Head::Partial => {
+                            if conn.head.is_none() {
+                                conn.head = Some(Box::new(chunk[..n].to_vec()));
+                            }
+                            continue;
+                        }
                         Head::Complete(req) => {
                             conn.head = None;
                             let ctx = RouteCtx {

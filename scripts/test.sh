@@ -26,5 +26,6 @@ cargo clippy --all-targets -- -D warnings
 echo "== cargo test (unit, integration, doc)"
 cargo test --lib --bins --tests
 cargo test --doc
+bash scripts/test-ops.sh
 echo "== cargo bench --no-run (benchmarks are built, not run, here)"
 cargo bench --no-run

@@ -237,14 +237,19 @@ fn fd_limit(cfg: &Config, host: &Host, need: u64) -> Check {
     if host.nofile_hard >= need {
         return ok(name, detail);
     }
+    let after = if host.nr_open.is_some_and(|n| n < need) {
+        " once fs.nr_open allows it (below)"
+    } else {
+        ""
+    };
     bad(
         name,
         Verdict::Fail,
         detail,
         format!(
             "under systemd: LimitNOFILE={need} (systemctl edit herald); in a shell: ulimit -n \
-             {need} (as root, or allow it in /etc/security/limits.d/herald.conf); or lower \
-             MAX_CONNECTIONS to {}",
+             {need} (as root, or allow it in /etc/security/limits.d/herald.conf){after}; or \
+             lower MAX_CONNECTIONS to {}",
             host.nofile_hard.saturating_sub(fd_reserve(cfg.workers))
         ),
     )
@@ -260,15 +265,27 @@ fn at_least(name: &'static str, have: Option<u64>, need: u64, what: &str) -> Che
         return ok(name, detail);
     }
     let want = need.next_power_of_two();
+    let profile = profile_for(need);
     bad(
         name,
         Verdict::Fail,
         detail,
         format!(
-            "sysctl -w {name}={want}; to keep it, install a profile: scripts/tune.sh apply c1m \
-             (or c10m) and copy sysctl.d/60-herald-*.conf to /etc/sysctl.d/"
+            "sysctl -w {name}={want}; for every knob at once: herald-tune apply {profile} \
+             (scripts/tune.sh in the source tree), and to keep them: cp \
+             sysctl.d/60-herald-{profile}.conf /etc/sysctl.d/"
         ),
     )
+}
+
+/// The smallest sysctl.d profile whose `fs.nr_open` and `fs.file-max` hold
+/// `fds`.
+pub fn profile_for(fds: u64) -> &'static str {
+    match fds {
+        0..=1_048_576 => "c100k",
+        1_048_577..=2_097_152 => "c1m",
+        _ => "c10m",
+    }
 }
 
 fn somaxconn(host: &Host) -> Check {
@@ -346,9 +363,15 @@ fn io_uring(host: &Host, uses_uring: bool, backend: IoBackend, verdict: Verdict)
         (Some(n), _) => (false, format!("kernel.io_uring_disabled={n}")),
         (None, Some(k)) if k >= (5, 1) => (
             true,
-            format!("kernel {}.{} has io_uring (no io_uring_disabled switch)", k.0, k.1),
+            format!(
+                "kernel {}.{} has io_uring (no io_uring_disabled switch)",
+                k.0, k.1
+            ),
         ),
-        (None, Some(k)) => (false, format!("kernel {}.{} predates io_uring (5.1)", k.0, k.1)),
+        (None, Some(k)) => (
+            false,
+            format!("kernel {}.{} predates io_uring (5.1)", k.0, k.1),
+        ),
         (None, None) => (false, "kernel version unreadable".into()),
     };
     if available {
@@ -546,7 +569,10 @@ mod tests {
             nofile_hard: 1024,
             ..tuned()
         };
-        let report = checks(&cfg(&[("MAX_CONNECTIONS", "100000"), ("WORKERS", "2")]), &host);
+        let report = checks(
+            &cfg(&[("MAX_CONNECTIONS", "100000"), ("WORKERS", "2")]),
+            &host,
+        );
         let c = find(&report, "fd limit");
         assert_eq!(c.verdict, Verdict::Fail);
         let need = 100_000 + fd_reserve(2);
@@ -554,6 +580,17 @@ mod tests {
         assert!(fix.contains(&format!("LimitNOFILE={need}")), "{fix}");
         assert!(fix.contains(&format!("ulimit -n {need}")), "{fix}");
         assert!(fix.contains(&format!("MAX_CONNECTIONS to {}", 1024 - fd_reserve(2))));
+        assert!(!fix.contains("once fs.nr_open allows it"), "{fix}");
+        let capped = Host {
+            nr_open: Some(50_000),
+            ..host
+        };
+        let report = checks(
+            &cfg(&[("MAX_CONNECTIONS", "100000"), ("WORKERS", "2")]),
+            &capped,
+        );
+        let fix = find(&report, "fd limit").fix.clone().unwrap();
+        assert!(fix.contains("once fs.nr_open allows it"), "{fix}");
     }
 
     #[test]
@@ -570,17 +607,30 @@ mod tests {
     #[test]
     fn nr_open_and_file_max_below_the_need_fail() {
         let host = Host {
-            nr_open: Some(1_048_576),
+            nr_open: Some(1_000_000),
             file_max: Some(500_000),
             ..tuned()
         };
         let report = checks(&one_million(), &host);
         let c = find(&report, "fs.nr_open");
         assert_eq!(c.verdict, Verdict::Fail);
-        assert!(c.fix.as_deref().unwrap().contains("sysctl -w fs.nr_open=2097152"));
+        assert!(c
+            .fix
+            .as_deref()
+            .unwrap()
+            .contains("sysctl -w fs.nr_open=1048576"));
+        assert!(c
+            .fix
+            .as_deref()
+            .unwrap()
+            .contains("herald-tune apply c100k"));
         let c = find(&report, "fs.file-max");
         assert_eq!(c.verdict, Verdict::Fail);
-        assert!(c.fix.as_deref().unwrap().contains("sysctl -w fs.file-max=2097152"));
+        assert!(c
+            .fix
+            .as_deref()
+            .unwrap()
+            .contains("sysctl -w fs.file-max=1048576"));
     }
 
     #[test]
@@ -604,7 +654,11 @@ mod tests {
         let c = checks(&one_million(), &host);
         let c = find(&c, "net.core.somaxconn");
         assert_eq!(c.verdict, Verdict::Warn);
-        assert!(c.fix.as_deref().unwrap().contains("net.core.somaxconn=65535"));
+        assert!(c
+            .fix
+            .as_deref()
+            .unwrap()
+            .contains("net.core.somaxconn=65535"));
     }
 
     #[test]
@@ -615,7 +669,10 @@ mod tests {
             ..tuned()
         };
         let c = checks(&one_million(), &narrow);
-        assert_eq!(find(&c, "net.ipv4.ip_local_port_range").verdict, Verdict::Warn);
+        assert_eq!(
+            find(&c, "net.ipv4.ip_local_port_range").verdict,
+            Verdict::Warn
+        );
 
         let wide = Host {
             port_range: Some((1024, 65535)),
@@ -635,7 +692,10 @@ mod tests {
             ..wide
         };
         let c = checks(&one_million(), &reserved);
-        assert_eq!(find(&c, "net.ipv4.ip_local_port_range").verdict, Verdict::Ok);
+        assert_eq!(
+            find(&c, "net.ipv4.ip_local_port_range").verdict,
+            Verdict::Ok
+        );
     }
 
     #[test]
@@ -708,7 +768,19 @@ mod tests {
         let report = checks(&one_million(), &busy);
         let c = find(&report, "nf_conntrack");
         assert_eq!(c.verdict, Verdict::Fail);
-        assert!(c.fix.as_deref().unwrap().contains("--dport 8080 -j NOTRACK"));
+        assert!(c
+            .fix
+            .as_deref()
+            .unwrap()
+            .contains("--dport 8080 -j NOTRACK"));
+    }
+
+    #[test]
+    fn profile_for_the_fd_need() {
+        assert_eq!(profile_for(100_072), "c100k");
+        assert_eq!(profile_for(1_048_576), "c100k");
+        assert_eq!(profile_for(1_048_577), "c1m");
+        assert_eq!(profile_for(10_000_072), "c10m");
     }
 
     #[test]

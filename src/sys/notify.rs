@@ -64,7 +64,11 @@ pub fn stopping() {
 /// The ping interval asked for by `WATCHDOG_USEC` (half of it, as
 /// `sd_watchdog_enabled` advises), when the watchdog is meant for this process
 /// (`WATCHDOG_PID` unset or equal to `pid`).
-pub fn watchdog_interval(usec: Option<&str>, watchdog_pid: Option<&str>, pid: u32) -> Option<Duration> {
+pub fn watchdog_interval(
+    usec: Option<&str>,
+    watchdog_pid: Option<&str>,
+    pid: u32,
+) -> Option<Duration> {
     let usec: u64 = usec?.trim().parse().ok().filter(|&u| u > 0)?;
     if let Some(p) = watchdog_pid {
         if p.trim().parse::<u32>().ok() != Some(pid) {
@@ -81,8 +85,7 @@ pub fn watchdog_interval(usec: Option<&str>, watchdog_pid: Option<&str>, pid: u3
 pub fn start_watchdog() -> bool {
     let usec = std::env::var("WATCHDOG_USEC").ok();
     let pid = std::env::var("WATCHDOG_PID").ok();
-    let Some(every) = watchdog_interval(usec.as_deref(), pid.as_deref(), std::process::id())
-    else {
+    let Some(every) = watchdog_interval(usec.as_deref(), pid.as_deref(), std::process::id()) else {
         return false;
     };
     let spawned = std::thread::Builder::new()

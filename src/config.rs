@@ -449,6 +449,7 @@ impl Config {
         let mut out = String::from(
             "herald: a Server-Sent Events push server\n\n\
              Usage: herald            run with configuration from the environment\n       \
+             herald doctor     check this host against the configuration\n       \
              herald --help     this text\n\n\
              Environment (name, default, meaning):\n",
         );

@@ -19,7 +19,14 @@ pub const EARLIEST: &str = "earliest";
 /// One reactor's history rings.
 pub struct History {
     size: usize,
-    rings: HashMap<Option<Arc<str>>, VecDeque<Arc<Event>>>,
+    rings: HashMap<Option<Arc<str>>, Ring>,
+}
+
+#[derive(Default)]
+struct Ring {
+    events: VecDeque<Arc<Event>>,
+    /// Ingest sequence of the newest event evicted from this ring (0: none).
+    evicted_seq: u64,
 }
 
 /// Who is asking for replay: the listener's app, user and filter.
@@ -67,22 +74,29 @@ impl History {
             return;
         }
         let key: Option<Arc<str>> = ev.app.as_deref().map(Arc::from);
-        let ring = self
-            .rings
-            .entry(key)
-            .or_insert_with(|| VecDeque::with_capacity(self.size));
-        if ring.len() == self.size {
-            ring.pop_front();
+        let ring = self.rings.entry(key).or_default();
+        if ring.events.len() == self.size {
+            if let Some(old) = ring.events.pop_front() {
+                ring.evicted_seq = old.seq;
+            }
         }
-        ring.push_back(ev.clone());
+        ring.events.push_back(ev.clone());
     }
 
-    /// The events visible to `app`'s listeners, oldest first.
-    fn visible(&self, app: &str) -> Vec<&Arc<Event>> {
-        let global = self.rings.get(&None).into_iter().flatten();
-        let own = self.rings.get(&Some(Arc::from(app))).into_iter().flatten();
+    /// The events visible to `app`'s listeners, oldest first, and the
+    /// sequence of the newest event either ring has already evicted.
+    fn visible(&self, app: &str) -> (Vec<&Arc<Event>>, u64) {
+        let global = self.rings.get(&None);
+        let own = self.rings.get(&Some(Arc::from(app)));
+        let evicted = [global, own]
+            .iter()
+            .flatten()
+            .map(|r| r.evicted_seq)
+            .max()
+            .unwrap_or(0);
+        let mut a = global.into_iter().flat_map(|r| &r.events).peekable();
+        let mut b = own.into_iter().flat_map(|r| &r.events).peekable();
         let mut out = Vec::new();
-        let (mut a, mut b) = (global.peekable(), own.peekable());
         loop {
             let next = match (a.peek(), b.peek()) {
                 (Some(x), Some(y)) => {
@@ -98,19 +112,21 @@ impl History {
             };
             out.extend(next);
         }
-        out
+        (out, evicted)
     }
 
     /// Replay for a listener that last saw `last_event_id`: the events after
     /// the most recent event with that id; or, when the id is unknown, a gap
     /// and everything still held; `earliest` gives everything, no gap.
     pub fn replay(&self, who: &Listener<'_>, last_event_id: &str) -> Replay {
-        let visible = self.visible(who.app);
+        let (visible, evicted_seq) = self.visible(who.app);
         let (gap, start) = if last_event_id == EARLIEST {
             (false, 0)
         } else {
             match visible.iter().rposition(|e| &*e.id == last_event_id) {
-                Some(i) => (false, i + 1),
+                // Held, but a later event was already evicted from one of the
+                // two rings: what follows is incomplete, so say so.
+                Some(i) => (evicted_seq > visible[i].seq, i + 1),
                 None => (true, 0),
             }
         };
@@ -127,6 +143,7 @@ impl History {
     pub fn recent(&self, who: &Listener<'_>, n: usize) -> Vec<Arc<Event>> {
         let mut out: Vec<Arc<Event>> = self
             .visible(who.app)
+            .0
             .into_iter()
             .rev()
             .filter(|e| who.would_receive(e))
@@ -200,6 +217,24 @@ mod tests {
             gap_frame("1-0"),
             b"event: history-gap\ndata: {\"lastEventId\":\"1-0\"}\n\n"
         );
+    }
+
+    #[test]
+    fn an_event_evicted_after_the_id_is_a_gap_not_a_silent_skip() {
+        let mut h = History::new(3);
+        h.push(&ev(1, r#"{"app":"default","message":"a1"}"#));
+        for i in 2..=5 {
+            h.push(&ev(i, r#"{"message":"g"}"#));
+        }
+        // 1-0 is still held in the app ring, but 2-0 was evicted from the
+        // global ring.
+        let r = h.replay(&listener("default", None), "1-0");
+        assert!(r.gap);
+        assert_eq!(ids(&r.events), ["3-0", "4-0", "5-0"]);
+        // Resuming after 3-0 missed nothing: no gap.
+        let r = h.replay(&listener("default", None), "3-0");
+        assert!(!r.gap);
+        assert_eq!(ids(&r.events), ["4-0", "5-0"]);
     }
 
     #[test]

@@ -8,9 +8,11 @@
 //!   thread remembers the last id read and resumes from it after any
 //!   reconnect, so entries added during an outage are delivered, in order,
 //!   once. On first connect it starts after the stream's current last entry.
-//! - **Outages**: a lost link is retried with capped exponential backoff;
-//!   each state change is logged once; `/health` shows `redis: down`
-//!   meanwhile. Listeners are not touched.
+//! - **Outages**: a quiet pub/sub link is probed with PING every 2 s and a
+//!   stream read times out after its BLOCK time plus 3 s, so a hung Redis or
+//!   a silently dropped path counts as lost. A lost link is retried with
+//!   capped exponential backoff; each state change is logged once; `/health`
+//!   shows `redis: down` meanwhile. Listeners are not touched.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +31,9 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// `XREAD BLOCK` time; the socket read timeout is a little longer.
 const XREAD_BLOCK_MS: u64 = 2000;
 const XREAD_COUNT: usize = 1000;
+/// Pub/sub: after this long without a message, PING (and fail if no PONG
+/// comes within as long again).
+const PUBSUB_IDLE: Duration = Duration::from_secs(2);
 
 /// Validates the Redis settings into a client (no connection is made yet).
 pub fn client(cfg: &RedisConfig) -> Result<redis::Client, ConfigError> {
@@ -105,6 +110,11 @@ impl Ingest {
             Err(e) => return e,
         };
         let mut ps = conn.as_pubsub();
+        // A quiet link is probed with PING: a Redis that hangs or a path that
+        // silently drops is noticed within two idle periods, not never.
+        if let Err(e) = ps.set_read_timeout(Some(PUBSUB_IDLE)) {
+            return e;
+        }
         for ch in channels {
             if let Err(e) = ps.subscribe(ch) {
                 return e;
@@ -117,6 +127,11 @@ impl Ingest {
                     let what = format!("message on channel {:?}", msg.get_channel_name());
                     if let Some(envs) = self.decode(msg.get_payload_bytes(), &what) {
                         self.publish(envs);
+                    }
+                }
+                Err(e) if e.is_timeout() => {
+                    if let Err(e) = ps.ping::<redis::Value>() {
+                        return e;
                     }
                 }
                 Err(e) => return e,

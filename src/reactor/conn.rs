@@ -25,7 +25,8 @@ pub struct Conn {
     pub user_next: u32,
     /// Key into the reactor's pending-output slab, or `NIL`.
     pub pending: u32,
-    /// Seconds since reactor start of the last write (heartbeat idleness).
+    /// Tenths of a second since reactor start of the last write (heartbeat
+    /// idleness).
     pub last_write: u32,
     pub filter: Option<Box<Filter>>,
     /// Request bytes read so far; only while reading the head.

@@ -45,6 +45,8 @@ use users::{Users, NIL};
 pub const ACCEPT_BATCH: usize = 256;
 /// Inbox messages drained per turn.
 pub const INBOX_BATCH: usize = 256;
+/// Inbox drains (of [`INBOX_BATCH`] each) before a stream starts.
+const CATCH_UP_ROUNDS: usize = 64;
 /// Readiness events fetched per `epoll_wait`.
 const EVENTS_PER_WAIT: usize = 1024;
 /// Bytes read per `read` call while reading a request head.
@@ -94,9 +96,12 @@ impl Wake {
     }
 
     /// Called by the reactor before draining: later sends wake it again.
+    /// The eventfd is reset before the flag is cleared; the other order
+    /// could erase the wake of a send that lands in between and leave the
+    /// flag set with nothing to wake the reactor.
     fn acknowledge(&self) {
-        self.pending.store(false, Ordering::SeqCst);
         self.waker.reset();
+        self.pending.store(false, Ordering::SeqCst);
     }
 }
 
@@ -157,9 +162,11 @@ pub struct Reactor {
     head_timeouts: Deadlines,
     lingers: Deadlines,
     heartbeats: Option<Wheel>,
-    /// Start of this reactor, so per-connection times fit in `u32` seconds.
-    epoch_s: u64,
+    /// Start of this reactor, so per-connection times fit in a `u32`.
+    epoch_ms: u64,
     more_accepts: bool,
+    /// A shutdown message was drained.
+    stopping: bool,
     rng: u64,
     // Scratch space reused across turns.
     ready: Vec<sys::poll::Ready>,
@@ -205,8 +212,9 @@ impl Reactor {
             head_timeouts: Deadlines::new(),
             lingers: Deadlines::new(),
             heartbeats,
-            epoch_s: now_s,
+            epoch_ms: now_s * 1000,
             more_accepts: true,
+            stopping: false,
             rng: seed(),
             ready: Vec::with_capacity(EVENTS_PER_WAIT),
             events: Vec::new(),
@@ -246,12 +254,11 @@ impl Reactor {
             if self.more_accepts && self.listener.is_some() {
                 busy |= self.accept_batch(now_ms);
             }
-            if inbox_woken || !self.inbox.is_empty() {
-                match self.drain_inbox(now_ms) {
-                    Drained::Shutdown => break,
-                    Drained::More => busy = true,
-                    Drained::Empty => {}
-                }
+            if (inbox_woken || !self.inbox.is_empty()) && self.drain_inbox(now_ms) {
+                busy = true;
+            }
+            if self.stopping {
+                break;
             }
             self.fire_timers(now_ms);
         }
@@ -277,8 +284,11 @@ impl Reactor {
         info!("reactor {} stopped, closed {open} connections", self.index);
     }
 
+    /// Tenths of a second since this reactor started, rounded up (fits
+    /// `u32` for 13 years): the resolution of `Conn::last_write`. Rounding
+    /// up means a heartbeat is never early.
     fn now_rel(&self, now_ms: u64) -> u32 {
-        (now_ms / 1000).saturating_sub(self.epoch_s) as u32
+        now_ms.saturating_sub(self.epoch_ms).div_ceil(100) as u32
     }
 
     // ----- accepting ---------------------------------------------------------
@@ -395,7 +405,18 @@ impl Reactor {
                                 Action::Respond(bytes) => {
                                     self.respond_and_close(key, &bytes, now_ms)
                                 }
-                                Action::Stream(s) => self.start_stream(key, s, now_ms),
+                                Action::Stream(s) => {
+                                    // Catch up with every event already sent
+                                    // to this reactor first, so that replay
+                                    // and live delivery meet where another
+                                    // reactor's did: no gap, no duplicate.
+                                    for _ in 0..CATCH_UP_ROUNDS {
+                                        if !self.drain_inbox(now_ms) {
+                                            break;
+                                        }
+                                    }
+                                    self.start_stream(key, s, now_ms)
+                                }
                             }
                             if !self.conns.contains(key as usize) {
                                 return;
@@ -640,23 +661,23 @@ impl Reactor {
 
     // ----- inbox and delivery ------------------------------------------------
 
-    fn drain_inbox(&mut self, now_ms: u64) -> Drained {
+    /// Drains at most [`INBOX_BATCH`] messages and delivers their events.
+    /// Returns true when more are waiting; a shutdown message sets
+    /// `stopping`.
+    fn drain_inbox(&mut self, now_ms: u64) -> bool {
         let mut events = std::mem::take(&mut self.events);
         events.clear();
-        let mut result = Drained::Empty;
         for _ in 0..INBOX_BATCH {
             match self.inbox.try_recv() {
                 Ok(Msg::Events(batch)) => events.extend(batch.iter().cloned()),
                 Ok(Msg::Shutdown) => {
-                    result = Drained::Shutdown;
+                    self.stopping = true;
                     break;
                 }
                 Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => break,
             }
         }
-        if !matches!(result, Drained::Shutdown) && !self.inbox.is_empty() {
-            result = Drained::More;
-        }
+        let more = !self.stopping && !self.inbox.is_empty();
         if !events.is_empty() {
             for ev in &events {
                 self.history.push(ev);
@@ -664,7 +685,7 @@ impl Reactor {
             self.deliver(&events, now_ms);
         }
         self.events = events;
-        result
+        more
     }
 
     /// Delivers a run of events in order, each connection getting all of its
@@ -829,19 +850,22 @@ impl Reactor {
             HeartbeatMode::Event => sse::ping_event(now_s),
             HeartbeatMode::Comment => sse::PING_COMMENT.to_vec(),
         };
-        let now_rel = self.now_rel(now_ms);
         for &(key, gen) in &expired {
             if !self.alive(key, gen) || self.conns[key as usize].state != State::Streaming {
                 continue;
             }
-            let idle = now_rel.saturating_sub(self.conns[key as usize].last_write) as u64;
-            let due = if idle >= interval {
+            // When the connection will have been idle a whole interval,
+            // rounded up to the wheel's second: never early.
+            let idle_until_ms = self.epoch_ms
+                + u64::from(self.conns[key as usize].last_write) * 100
+                + interval * 1000;
+            let due = if idle_until_ms <= now_ms {
                 if !self.write_frames(key, &[&frame], now_ms) {
                     continue;
                 }
                 now_s + interval
             } else {
-                now_s + interval - idle
+                idle_until_ms.div_ceil(1000)
             };
             if let Some(wheel) = &mut self.heartbeats {
                 wheel.schedule((key, gen), due);
@@ -887,12 +911,6 @@ fn writev_all(fd: &OwnedFd, frames: &[&[u8]]) -> Result<usize, nix::errno::Errno
         }
     }
     Ok(written)
-}
-
-enum Drained {
-    Empty,
-    More,
-    Shutdown,
 }
 
 fn token(key: u32, gen: u32) -> u64 {

@@ -48,7 +48,10 @@ MEASURING AND OUTPUT:
     --server-pid PID[,PID] server processes to sample (repeatable): RSS, CPU;
                            plus /proc/meminfo Slab and /proc/net/sockstat
     --json                 print the report as JSON on stdout (else a summary)
+    --json-file PATH       also write the JSON report to PATH
     --deadline D           hard limit for the whole run [default: 600s]
+    --min-available MB     stop opening connections when MemAvailable falls below this,
+                           so the box (shared with the server) never runs dry [default: 1024]
 
 Durations: 500ms, 10s, 2m, or plain seconds. Progress goes to stderr.
 ";
@@ -127,7 +130,9 @@ pub struct Options {
     pub storm_after: u64,
     pub server_pids: Vec<u32>,
     pub json: bool,
+    pub json_file: Option<String>,
     pub deadline: Duration,
+    pub min_available_kb: u64,
 }
 
 /// Parses `args` (without the program name and mode).
@@ -154,7 +159,9 @@ pub fn parse(mode: Mode, args: &[String]) -> Result<Options, String> {
         storm_after: 0,
         server_pids: Vec::new(),
         json: false,
+        json_file: None,
         deadline: Duration::from_secs(600),
+        min_available_kb: 1024 * 1024,
     };
     let (mut pub_url, mut pub_kind, mut pub_token) = (None, None, None);
     let mut channel = "herald".to_string();
@@ -222,7 +229,9 @@ pub fn parse(mode: Mode, args: &[String]) -> Result<Options, String> {
                 }
             }
             "--json" => o.json = true,
+            "--json-file" => o.json_file = Some(value()?),
             "--deadline" => o.deadline = duration(flag, &value()?)?,
+            "--min-available" => o.min_available_kb = number::<u64>(flag, &value()?)? * 1024,
             other => return Err(format!("unknown option {other:?} (see --help)")),
         }
     }

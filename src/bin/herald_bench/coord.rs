@@ -45,7 +45,7 @@ pub fn run(o: Options) -> i32 {
         o.inflight
     );
     let s0 = sample::take(&o.server_pids);
-    let mut fleet = match Fleet::spawn(&plans) {
+    let mut fleet = match Fleet::spawn(&plans, o.min_available_kb) {
         Ok(f) => f,
         Err(e) => {
             eprintln!("herald-bench: cannot start workers: {e}");
@@ -85,11 +85,15 @@ pub fn run(o: Options) -> i32 {
             merged,
         },
     );
+    let json = serde_json::to_string_pretty(&summary).expect("summary serializes");
+    if let Some(path) = &o.json_file {
+        if let Err(e) = std::fs::write(path, format!("{json}\n")) {
+            eprintln!("herald-bench: cannot write {path}: {e}");
+            return 1;
+        }
+    }
     if o.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&summary).expect("summary serializes")
-        );
+        println!("{json}");
     } else {
         print!("{}", report::human(&summary));
     }
@@ -307,6 +311,7 @@ fn summarize(o: &Options, procs: usize, fleet: &Fleet, i: SummaryInput<'_>) -> S
         unix_time: unix_ms() / 1000,
         procs,
         workers_lost: fleet.lost(),
+        halted_by_memory_floor: fleet.halted,
         connect: report::Connect {
             requested: o.connections,
             open,
@@ -338,12 +343,15 @@ struct Fleet {
     rx: Receiver<(usize, Option<Update>)>,
     latest: Vec<Progress>,
     gone: Vec<bool>,
+    /// `MemAvailable` floor (kB) below which workers are told to halt.
+    floor_kb: u64,
+    halted: bool,
     /// Replies to the command in flight (`Arm`, `Report`).
     replies: Vec<Option<Update>>,
 }
 
 impl Fleet {
-    fn spawn(plans: &[Plan]) -> Result<Fleet, String> {
+    fn spawn(plans: &[Plan], floor_kb: u64) -> Result<Fleet, String> {
         let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
         let (tx, rx) = crossbeam_channel::unbounded();
         let mut fleet = Fleet {
@@ -352,6 +360,8 @@ impl Fleet {
             rx,
             latest: vec![Progress::default(); plans.len()],
             gone: vec![false; plans.len()],
+            floor_kb,
+            halted: false,
             replies: Vec::new(),
         };
         for (k, plan) in plans.iter().enumerate() {
@@ -457,7 +467,9 @@ impl Fleet {
     ) {
         loop {
             let total = self.total();
-            ticker.tick(phase, &total);
+            if ticker.tick(phase, &total) {
+                self.check_memory();
+            }
             let live: Vec<Progress> = self
                 .latest
                 .iter()
@@ -471,6 +483,21 @@ impl Fleet {
             if !self.pump(until.min(ticker.next)) && Instant::now() >= until {
                 return;
             }
+        }
+    }
+
+    /// Halts the workers once `MemAvailable` is below the floor.
+    fn check_memory(&mut self) {
+        let available = sample::mem_available_kb();
+        if !self.halted && available > 0 && available < self.floor_kb {
+            eprintln!(
+                "herald-bench: MemAvailable {} MB is below --min-available {} MB: \
+                 no more connections",
+                available / 1024,
+                self.floor_kb / 1024
+            );
+            self.broadcast(&Command::Halt);
+            self.halted = true;
         }
     }
 
@@ -559,10 +586,11 @@ impl Ticker {
         }
     }
 
-    fn tick(&mut self, phase: &str, t: &Progress) {
+    /// Prints a line when a second has passed since the last; true if it did.
+    fn tick(&mut self, phase: &str, t: &Progress) -> bool {
         let now = Instant::now();
         if now < self.next {
-            return;
+            return false;
         }
         let rate = t.open as f64 - self.last_open as f64;
         self.last_open = t.open;
@@ -588,5 +616,6 @@ impl Ticker {
             ));
         }
         eprintln!("{line}");
+        true
     }
 }

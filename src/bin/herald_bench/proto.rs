@@ -47,6 +47,8 @@ pub enum Command {
     Published(u64),
     /// Drop every streaming listener and reconnect it with `Last-Event-ID`.
     Storm,
+    /// Start no more connections: the box is running out of memory.
+    Halt,
     /// Send the final [`Report`].
     Report,
     /// Close everything and exit.

@@ -18,6 +18,8 @@ pub struct Summary {
     pub procs: usize,
     /// Worker processes that died before reporting (their figures are missing).
     pub workers_lost: usize,
+    /// MemAvailable fell below --min-available; the rest was not attempted.
+    pub halted_by_memory_floor: bool,
     pub connect: Connect,
     pub server: Option<Server>,
     pub kernel: Kernel,
@@ -46,6 +48,10 @@ pub struct Server {
     pub rss_held_kb: u64,
     /// (RSS with all listeners held − RSS before) / listeners open.
     pub rss_per_conn_bytes: f64,
+    pub pss_before_kb: u64,
+    pub pss_held_kb: u64,
+    /// The same with PSS (differs from RSS where processes share memory).
+    pub pss_per_conn_bytes: f64,
     pub connect_cpu_s: f64,
     /// ... of which in the kernel (accept, TCP, epoll, socket writes).
     pub connect_sys_s: f64,
@@ -67,6 +73,9 @@ pub struct Kernel {
     pub tcp_mem_per_conn_bytes: f64,
     pub sockets_before: u64,
     pub sockets_held: u64,
+    /// Slab caches that grew by at least 16 B per connection, largest first
+    /// (from /proc/slabinfo; both ends of every connection).
+    pub slab_caches_per_conn_bytes: Vec<(String, f64)>,
 }
 
 #[derive(Serialize)]
@@ -213,6 +222,9 @@ pub fn server(pids: &[u32], s0: &Sample, s1: &Sample, s2: &Sample, open: u64) ->
         rss_before_kb: p0.rss_kb,
         rss_held_kb: p2.rss_kb,
         rss_per_conn_bytes: per_conn(p2.rss_kb, p0.rss_kb, 1024.0, open),
+        pss_before_kb: p0.pss_kb,
+        pss_held_kb: p2.pss_kb,
+        pss_per_conn_bytes: per_conn(p2.pss_kb, p0.pss_kb, 1024.0, open),
         connect_cpu_s: p1.cpu_s() - p0.cpu_s(),
         connect_sys_s: p1.sys_s - p0.sys_s,
         cpu_per_conn_us: (p1.cpu_s() - p0.cpu_s()) * 1e6 / opened,
@@ -231,7 +243,22 @@ pub fn kernel(k0: &sample::Kernel, k2: &sample::Kernel, open: u64) -> Kernel {
         tcp_mem_per_conn_bytes: per_conn(k2.tcp_mem_pages, k0.tcp_mem_pages, 4096.0, open),
         sockets_before: k0.sockets_used,
         sockets_held: k2.sockets_used,
+        slab_caches_per_conn_bytes: grown_caches(k0, k2, open),
     }
+}
+
+fn grown_caches(k0: &sample::Kernel, k2: &sample::Kernel, open: u64) -> Vec<(String, f64)> {
+    let mut grown: Vec<(String, f64)> = k2
+        .slab_caches
+        .iter()
+        .map(|(name, &after)| {
+            let before = k0.slab_caches.get(name).copied().unwrap_or(0);
+            (name.clone(), per_conn(after, before, 1.0, open))
+        })
+        .filter(|(_, b)| *b >= 16.0)
+        .collect();
+    grown.sort_by(|a, b| b.1.total_cmp(&a.1));
+    grown
 }
 
 /// The human summary.
@@ -251,6 +278,12 @@ pub fn human(s: &Summary) -> String {
     for (why, n) in &c.failures {
         let _ = writeln!(o, "            {n} × {why}");
     }
+    if s.halted_by_memory_floor {
+        let _ = writeln!(
+            o,
+            "NOTE        stopped opening connections: MemAvailable hit --min-available"
+        );
+    }
     if s.workers_lost > 0 {
         let _ = writeln!(
             o,
@@ -261,11 +294,12 @@ pub fn human(s: &Summary) -> String {
     if let Some(v) = &s.server {
         let _ = writeln!(
             o,
-            "server      RSS {} → {} = {:.0} B per listener; CPU {:.2} s ({:.2} s sys) = {:.1} µs \
-             per new connection",
+            "server      RSS {} → {} = {:.0} B per listener (PSS {:.0} B); CPU {:.2} s ({:.2} s sys) \
+             = {:.1} µs per new connection",
             mb(v.rss_before_kb),
             mb(v.rss_held_kb),
             v.rss_per_conn_bytes,
+            v.pss_per_conn_bytes,
             v.connect_cpu_s,
             v.connect_sys_s,
             v.cpu_per_conn_us
@@ -287,6 +321,19 @@ pub fn human(s: &Summary) -> String {
         k.slab_per_conn_bytes,
         k.tcp_mem_per_conn_bytes
     );
+    if !k.slab_caches_per_conn_bytes.is_empty() {
+        let caches: Vec<String> = k
+            .slab_caches_per_conn_bytes
+            .iter()
+            .take(6)
+            .map(|(name, b)| format!("{name} {b:.0}"))
+            .collect();
+        let _ = writeln!(
+            o,
+            "            slab caches, B per connection: {}",
+            caches.join(", ")
+        );
+    }
     let _ = writeln!(
         o,
         "client      RSS {} ({:.0} B per listener), CPU {:.2} s",

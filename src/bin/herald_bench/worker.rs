@@ -46,6 +46,8 @@ const RECONNECT_TRIES: u32 = 5;
 const RECONNECT_BACKOFF: Duration = Duration::from_millis(250);
 /// Sequence numbers at or above this are not tracked per event.
 const MAX_TRACKED_SEQ: u64 = 1 << 24;
+/// The failure reason of listeners never started because of `Halt`.
+const HALTED: &str = "not started: MemAvailable below --min-available";
 /// Lifetime of minted tokens.
 const TOKEN_TTL_S: u64 = 86_400;
 
@@ -196,6 +198,8 @@ pub struct Worker {
     stdin_buf: Vec<u8>,
     bytes_read: u64,
     buf: Vec<u8>,
+    /// `Halt` came: nothing new is started or retried.
+    halted: bool,
     quit: bool,
 }
 
@@ -277,6 +281,7 @@ impl Worker {
             stdin_buf: Vec::new(),
             bytes_read: 0,
             buf: vec![0; READ_BUF],
+            halted: false,
             quit: false,
             plan,
         })
@@ -735,11 +740,26 @@ impl Worker {
                 self.progress.published = self.progress.published.max(n);
             }
             Command::Storm => self.storm(),
+            Command::Halt => self.halt(),
             Command::Report => {
                 let report = self.report();
                 self.send(&Update::Report(Box::new(report)));
             }
             Command::Quit => self.quit = true,
+        }
+    }
+
+    /// Gives up on every listener not started yet.
+    fn halt(&mut self) {
+        self.halted = true;
+        let now = Instant::now();
+        let waiting: Vec<u32> = self
+            .queue
+            .drain(..)
+            .chain(self.retries.drain().map(|Reverse((_, i))| i))
+            .collect();
+        for i in waiting {
+            self.fail(i, HALTED.into(), now);
         }
     }
 

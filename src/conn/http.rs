@@ -193,8 +193,11 @@ fn percent_decode(s: &str) -> Result<String, String> {
     while i < bytes.len() {
         match bytes[i] {
             b'%' => {
+                // Both bytes must be hex digits: `from_str_radix` alone would
+                // also take a sign, so `%+A` decoded to 0x0A (found by fuzzing).
                 let hex = bytes
                     .get(i + 1..i + 3)
+                    .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
                     .and_then(|h| std::str::from_utf8(h).ok())
                     .and_then(|h| u8::from_str_radix(h, 16).ok())
                     .ok_or_else(|| format!("bad percent-encoding in query near {:?}", &s[i..]))?;
@@ -308,5 +311,14 @@ mod tests {
         assert!(parse_query("a=%zz").is_err());
         assert!(parse_query("a=%4").is_err());
         assert!(parse_query("a=%FF").is_err());
+    }
+
+    #[test]
+    fn percent_escape_needs_two_hex_digits() {
+        // Regression (fuzz/request_head): `u8::from_str_radix` accepts a
+        // leading `+`, so `%+E` used to decode to 0x0E and `%+A` to a newline.
+        for q in ["%+E", "a=%+A", "a=%+0", "%-1"] {
+            assert!(parse_query(q).is_err(), "{q}");
+        }
     }
 }

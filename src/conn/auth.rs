@@ -152,7 +152,6 @@ impl Verifier {
                     K::MissingRequiredClaim(c) => {
                         invalid(format!("Invalid JWT token: missing `{c}`"))
                     }
-                    K::InvalidClaimFormat(c) => invalid(format!("Invalid JWT token: bad `{c}`")),
                     _ => invalid("Invalid JWT token"),
                 }
             })?;

@@ -6,6 +6,9 @@ use mimalloc::MiMalloc;
 static GLOBAL: MiMalloc = MiMalloc;
 
 fn main() {
+    // First, before the allocator's arenas grow: no transparent huge pages
+    // for herald's many small records (see sys::limits::disable_thp).
+    let thp_disabled = herald::sys::limits::disable_thp();
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         None => {}
@@ -31,6 +34,9 @@ fn main() {
         Err(e) => config_error(&e),
     };
     herald::logging::init(cfg.log_format, cfg.log_level);
+    if !thp_disabled {
+        log::debug!("PR_SET_THP_DISABLE refused: huge pages may inflate memory per connection");
+    }
     let prepared = match herald::server::Prepared::new(cfg) {
         Ok(p) => p,
         Err(e) => config_error(&e),

@@ -204,7 +204,7 @@ impl Reactor {
             // connections arrive) so it never reallocates under load.
             conns: Slab::with_capacity(capacity),
             next_gen: 0,
-            users: Users::default(),
+            users: Users::with_capacity(capacity),
             pending: Slab::new(),
             pool: (0..POOL_BUFFERS)
                 .map(|_| Vec::with_capacity(POOL_BUFFER_BYTES))

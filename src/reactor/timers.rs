@@ -12,6 +12,9 @@ use std::collections::VecDeque;
 /// for the connection that was scheduled.
 pub type Token = (u32, u32);
 
+/// Entries a drained [`Deadlines`] keeps room for.
+const KEEP_CAPACITY: usize = 1024;
+
 /// Fixed-length timeouts in deadline order.
 pub struct Deadlines {
     queue: VecDeque<(Token, u64)>,
@@ -35,7 +38,14 @@ impl Deadlines {
                 self.queue.pop_front();
                 Some(t)
             }
-            _ => None,
+            _ => {
+                // After a connection storm the queue empties again; give the
+                // storm's capacity back instead of keeping it per listener.
+                if self.queue.is_empty() && self.queue.capacity() > KEEP_CAPACITY {
+                    self.queue.shrink_to(KEEP_CAPACITY);
+                }
+                None
+            }
         }
     }
 

@@ -33,6 +33,17 @@ pub struct Users {
 }
 
 impl Users {
+    /// Reserves room for `capacity` users up front (like the connection
+    /// slab), so the index never doubles and copies under load.
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            apps: Vec::new(),
+            entries: Slab::with_capacity(capacity),
+            table: HashTable::with_capacity(capacity),
+            hasher: DefaultHashBuilder::default(),
+        }
+    }
+
     fn hash(&self, app: u32, id: &str) -> u64 {
         let mut h = self.hasher.build_hasher();
         app.hash(&mut h);

@@ -52,6 +52,11 @@ pub struct Server {
     pub pss_held_kb: u64,
     /// The same with PSS (differs from RSS where processes share memory).
     pub pss_per_conn_bytes: f64,
+    pub anon_before_kb: u64,
+    pub anon_held_kb: u64,
+    /// The same with `RssAnon`: the heap, unaffected by file pages being
+    /// evicted under memory pressure.
+    pub anon_per_conn_bytes: f64,
     pub connect_cpu_s: f64,
     /// ... of which in the kernel (accept, TCP, epoll, socket writes).
     pub connect_sys_s: f64,
@@ -225,6 +230,9 @@ pub fn server(pids: &[u32], s0: &Sample, s1: &Sample, s2: &Sample, open: u64) ->
         pss_before_kb: p0.pss_kb,
         pss_held_kb: p2.pss_kb,
         pss_per_conn_bytes: per_conn(p2.pss_kb, p0.pss_kb, 1024.0, open),
+        anon_before_kb: p0.anon_kb,
+        anon_held_kb: p2.anon_kb,
+        anon_per_conn_bytes: per_conn(p2.anon_kb, p0.anon_kb, 1024.0, open),
         connect_cpu_s: p1.cpu_s() - p0.cpu_s(),
         connect_sys_s: p1.sys_s - p0.sys_s,
         cpu_per_conn_us: (p1.cpu_s() - p0.cpu_s()) * 1e6 / opened,
@@ -294,12 +302,13 @@ pub fn human(s: &Summary) -> String {
     if let Some(v) = &s.server {
         let _ = writeln!(
             o,
-            "server      RSS {} → {} = {:.0} B per listener (PSS {:.0} B); CPU {:.2} s ({:.2} s sys) \
-             = {:.1} µs per new connection",
+            "server      RSS {} → {} = {:.0} B per listener (PSS {:.0} B, anon {:.0} B); CPU {:.2} s \
+             ({:.2} s sys) = {:.1} µs per new connection",
             mb(v.rss_before_kb),
             mb(v.rss_held_kb),
             v.rss_per_conn_bytes,
             v.pss_per_conn_bytes,
+            v.anon_per_conn_bytes,
             v.connect_cpu_s,
             v.connect_sys_s,
             v.cpu_per_conn_us
@@ -342,13 +351,18 @@ pub fn human(s: &Summary) -> String {
         s.client.cpu_s
     );
     if let Some(e) = &s.events {
-        let _ =
-            writeln!(
+        let _ = writeln!(
             o,
-            "events      {} published at {:.0}/s to {} listeners; delivered {} of {}: lost {}, \
+            "events      {} published at {}/s to {} listeners; delivered {} of {}: lost {}, \
              duplicates {}, history gaps {}",
-            e.published, e.rate_per_s, e.armed_listeners, e.delivered, e.expected, e.lost,
-            e.duplicates, e.history_gaps
+            e.published,
+            e.rate_per_s,
+            e.armed_listeners,
+            e.delivered,
+            e.expected,
+            e.lost,
+            e.duplicates,
+            e.history_gaps
         );
         if e.publish_errors > 0 {
             let _ = writeln!(

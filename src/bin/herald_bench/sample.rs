@@ -1,6 +1,7 @@
 //! Snapshots of the server processes and of the kernel, from `/proc`.
 //!
-//! - per process (`--server-pid`, summed): `VmRSS` from `/proc/<pid>/status`,
+//! - per process (`--server-pid`, summed): `VmRSS` and `RssAnon` from
+//!   `/proc/<pid>/status`,
 //!   `Pss` from `/proc/<pid>/smaps_rollup` (shared pages split between the
 //!   processes sharing them, so nginx workers' shared memory is not counted
 //!   once per worker), user and system CPU from `/proc/<pid>/stat`;
@@ -25,6 +26,9 @@ pub struct Process {
     pub rss_kb: u64,
     /// Proportional set size; `rss_kb` where smaps_rollup is unavailable.
     pub pss_kb: u64,
+    /// `RssAnon`: heap and stacks, not file pages (which the kernel may evict
+    /// under memory pressure) nor shared memory.
+    pub anon_kb: u64,
     pub user_s: f64,
     pub sys_s: f64,
 }
@@ -63,6 +67,7 @@ pub fn take(pids: &[u32]) -> Sample {
                 Some(p) => {
                     sum.rss_kb += p.rss_kb;
                     sum.pss_kb += p.pss_kb;
+                    sum.anon_kb += p.anon_kb;
                     sum.user_s += p.user_s;
                     sum.sys_s += p.sys_s;
                 }
@@ -80,10 +85,14 @@ pub fn take(pids: &[u32]) -> Sample {
 /// `pid` is a number or `self`.
 pub fn process(pid: &str) -> Option<Process> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let rss_kb = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(first_number)?;
+    let status_kb = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(first_number)
+    };
+    let rss_kb = status_kb("VmRSS:")?;
+    let anon_kb = status_kb("RssAnon:").unwrap_or(rss_kb);
     let pss_kb = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
         .ok()
         .and_then(|r| {
@@ -101,6 +110,7 @@ pub fn process(pid: &str) -> Option<Process> {
     Some(Process {
         rss_kb,
         pss_kb,
+        anon_kb,
         user_s: ticks(11)? / USER_HZ,
         sys_s: ticks(12)? / USER_HZ,
     })

@@ -28,14 +28,13 @@ log "c1m: $TARGET listeners over $PROCS herald processes"
 tune_kernel "$TARGET"
 start_redis "$REDIS_PORT"
 # Heartbeats off: these are idle listeners and a run lasts minutes (at 30 s
-# a heartbeat would be 66K writes/s at 2M). mimalloc's transparent huge pages
-# off: a 2 MiB round-up per size class and process is ~9 MB x $PROCS processes.
-start_heralds "$PROCS" "$PORT" "$ADMIN_BASE" 1 HEARTBEAT_SECONDS=0 MIMALLOC_ALLOW_THP=0
+# a heartbeat would be 66K writes/s at 2M).
+start_heralds "$PROCS" "$PORT" "$ADMIN_BASE" 1 HEARTBEAT_SECONDS=0
 
 echo "# herald c1m: $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo unknown)"
 echo "# $PROCS herald processes (WORKERS=1 each) on 127.0.0.1:$PORT with SO_REUSEPORT,"
-echo "# all subscribed to Redis channel 'herald' (127.0.0.1:$REDIS_PORT); HEARTBEAT_SECONDS=0,"
-echo "# MIMALLOC_ALLOW_THP=0; one HS256 JWT per listener; clients and server share this box."
+echo "# all subscribed to Redis channel 'herald' (127.0.0.1:$REDIS_PORT); HEARTBEAT_SECONDS=0;"
+echo "# one HS256 JWT per listener; herald-bench's clients and the servers share this box."
 run_bench c1m-herald fanout -n "$TARGET" --url "http://127.0.0.1:$PORT/sse" \
     --jwt-secret "$JWT_SECRET" --src "$SRC" --server-pid "$HERALD_PIDS" \
     --rate 15000 --inflight 4000 --connect-timeout 30s --hold 5s --min-available 2048 \

@@ -17,8 +17,7 @@
 # herald processes (one reactor each, SO_REUSEPORT on one port, fed by one
 # Redis channel) and as many nginx workers (reuseport). herald checks a
 # fresh HS256 JWT per listener; nchan has no JWT support and takes every
-# subscriber as is. Heartbeats are off on both (nchan's default), and herald
-# runs with MIMALLOC_ALLOW_THP=0 (see BENCHMARKS.md).
+# subscriber as is. Heartbeats are off on both (nchan's default).
 #
 # Installs nginx and the nchan module with apt-get when missing. Writes
 # benchmarks/results/vs-*.json and benchmarks/herald-vs-nchan.svg.
@@ -57,8 +56,7 @@ workload() {
     local common=(-n "$n" --src "$SRC" --rate 15000 --inflight 4000 --connect-timeout 30s
         --hold 3s --events "$events" --event-rate "$rate" --drain 30s --deadline 240s)
 
-    start_heralds "$procs" "$HERALD_PORT" "$HERALD_ADMIN" "$workers" \
-        HEARTBEAT_SECONDS=0 MIMALLOC_ALLOW_THP=0
+    start_heralds "$procs" "$HERALD_PORT" "$HERALD_ADMIN" "$workers" HEARTBEAT_SECONDS=0
     echo
     echo "## $name on herald: $procs process(es) x WORKERS=$workers"
     run_bench "vs-$name-herald" fanout "${common[@]}" --url "http://127.0.0.1:$HERALD_PORT/sse" \

@@ -8,10 +8,9 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{http_exchange, jwt, Herald, RedisServer, Resp, SseClient, SseEvent, EVENT_TIMEOUT};
+use common::{get_json, jwt, Herald, RedisServer, Resp, SseClient, SseEvent, EVENT_TIMEOUT};
 use serde_json::{json, Value};
 
 /// How long Redis may take to be seen up again after a restart (the retry
@@ -19,15 +18,6 @@ use serde_json::{json, Value};
 const REDIS_UP_TIMEOUT: Duration = Duration::from_secs(15);
 
 // ----- helpers ---------------------------------------------------------------------
-
-/// `GET path` on `addr`, asserting 200 and a JSON body.
-fn get_json(addr: SocketAddr, path: &str) -> Value {
-    let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
-    let r = http_exchange(addr, req.as_bytes(), EVENT_TIMEOUT)
-        .unwrap_or_else(|e| panic!("GET {path} on {addr}: {e}"));
-    assert_eq!(r.status, 200, "GET {path} answered {r:?}");
-    r.body_json()
-}
 
 fn health_for(redis: &str) -> Value {
     match redis {
@@ -467,13 +457,7 @@ fn streams_redis_outage_keeps_listeners_and_resumes() {
     // one herald read, so reading resumes.
     r.restart();
     wait_redis_state(&h, "up", REDIS_UP_TIMEOUT);
-    let ids: Vec<String> = (0..5)
-        .map(|i| r.xadd("hs", &json!({"message": format!("after {i}")}).to_string()))
-        .collect();
-    for (i, id) in ids.iter().enumerate() {
-        let ev = expect_data(&mut c, &format!("after {i}"));
-        assert_eq!(ev.id.as_deref(), Some(id.as_str()));
-    }
+    xadd_after_outage_arrive_with_their_ids(&r, &mut c);
     stream_marker_next(&r, "hs", &mut c, "end");
     assert!(!c.is_eof(), "the listener was never disconnected");
 }
@@ -665,13 +649,7 @@ fn streams_unresponsive_redis_is_reported_down() {
     wait_redis_state(&h, "down", Duration::from_secs(20));
     drop(frozen);
     wait_redis_state(&h, "up", REDIS_UP_TIMEOUT);
-    let ids: Vec<String> = (0..5)
-        .map(|i| r.xadd("hs", &json!({"message": format!("after {i}")}).to_string()))
-        .collect();
-    for (i, id) in ids.iter().enumerate() {
-        let ev = expect_data(&mut c, &format!("after {i}"));
-        assert_eq!(ev.id.as_deref(), Some(id.as_str()));
-    }
+    xadd_after_outage_arrive_with_their_ids(&r, &mut c);
     stream_marker_next(&r, "hs", &mut c, "end");
 }
 
@@ -691,4 +669,16 @@ fn pubsub_unresponsive_redis_is_reported_down() {
     wait_redis_state(&h, "up", REDIS_UP_TIMEOUT);
     assert!(r.wait_subscribers("herald", REDIS_UP_TIMEOUT));
     marker_next(&r, "herald", &mut [&mut c], "after");
+}
+
+/// XADDs five entries after an outage; each must arrive, in order, with its
+/// stream id as the SSE id.
+fn xadd_after_outage_arrive_with_their_ids(r: &RedisServer, c: &mut SseClient) {
+    let ids: Vec<String> = (0..5)
+        .map(|i| r.xadd("hs", &json!({"message": format!("after {i}")}).to_string()))
+        .collect();
+    for (i, id) in ids.iter().enumerate() {
+        let ev = expect_data(c, &format!("after {i}"));
+        assert_eq!(ev.id.as_deref(), Some(id.as_str()));
+    }
 }

@@ -11,23 +11,14 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{http_exchange, jwt, Herald, RedisServer, SseClient, SseEvent, EVENT_TIMEOUT};
+use common::{get_json, jwt, Herald, RedisServer, SseClient, SseEvent, EVENT_TIMEOUT};
 use serde_json::{json, Value};
 
 const WORKERS: usize = 2;
 
 // ----- helpers ---------------------------------------------------------------------
-
-fn get_json(addr: SocketAddr, path: &str) -> Value {
-    let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
-    let r = http_exchange(addr, req.as_bytes(), EVENT_TIMEOUT)
-        .unwrap_or_else(|e| panic!("GET {path} on {addr}: {e}"));
-    assert_eq!(r.status, 200, "GET {path} answered {r:?}");
-    r.body_json()
-}
 
 /// Open connections per reactor, from `/stats`.
 fn reactor_counts(h: &Herald) -> Vec<u64> {

@@ -499,6 +499,15 @@ pub fn http_exchange(
     Ok(resp)
 }
 
+/// `GET path` on `addr`, asserting 200 and a JSON body.
+pub fn get_json(addr: SocketAddr, path: &str) -> serde_json::Value {
+    let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    let r = http_exchange(addr, req.as_bytes(), EVENT_TIMEOUT)
+        .unwrap_or_else(|e| panic!("GET {path} on {addr}: {e}"));
+    assert_eq!(r.status, 200, "GET {path} answered {r:?}");
+    r.body_json()
+}
+
 /// A byte reader over a socket with deadlines; keeps what it read but has not
 /// handed out yet.
 struct Reader {

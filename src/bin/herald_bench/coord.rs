@@ -246,6 +246,7 @@ fn summarize(o: &Options, procs: usize, fleet: &Fleet, i: SummaryInput<'_>) -> S
             if let (Some(pa), Some(pb)) = (a.server, b.server) {
                 let cpu = pb.cpu_s() - pa.cpu_s();
                 v.events_cpu_s = Some(cpu);
+                v.events_sys_s = Some(pb.sys_s - pa.sys_s);
                 v.cpu_per_delivery_ns = Some(cpu * 1e9 / delivered.max(1) as f64);
             }
         }

@@ -63,6 +63,7 @@ pub struct Server {
     /// Server CPU (user + sys) while connecting / listeners opened.
     pub cpu_per_conn_us: f64,
     pub events_cpu_s: Option<f64>,
+    pub events_sys_s: Option<f64>,
     /// Server CPU from the first publish to the end of the drain / deliveries.
     pub cpu_per_delivery_ns: Option<f64>,
 }
@@ -237,6 +238,7 @@ pub fn server(pids: &[u32], s0: &Sample, s1: &Sample, s2: &Sample, open: u64) ->
         connect_sys_s: p1.sys_s - p0.sys_s,
         cpu_per_conn_us: (p1.cpu_s() - p0.cpu_s()) * 1e6 / opened,
         events_cpu_s: None,
+        events_sys_s: None,
         cpu_per_delivery_ns: None,
     })
 }
@@ -313,10 +315,12 @@ pub fn human(s: &Summary) -> String {
             v.connect_sys_s,
             v.cpu_per_conn_us
         );
-        if let (Some(cpu), Some(ns)) = (v.events_cpu_s, v.cpu_per_delivery_ns) {
+        if let (Some(cpu), Some(sys), Some(ns)) =
+            (v.events_cpu_s, v.events_sys_s, v.cpu_per_delivery_ns)
+        {
             let _ = writeln!(
                 o,
-                "            events: CPU {cpu:.2} s = {ns:.0} ns per delivery"
+                "            events: CPU {cpu:.2} s ({sys:.2} s sys) = {ns:.0} ns per delivery"
             );
         }
     }

@@ -20,7 +20,8 @@
 # subscriber as is. Heartbeats are off on both (nchan's default).
 #
 # Installs nginx and the nchan module with apt-get when missing. Writes
-# benchmarks/results/vs-*.json and benchmarks/herald-vs-nchan.svg.
+# $RESULTS/vs-*.json (default benchmarks/results) and the plot next to that
+# directory (benchmarks/herald-vs-nchan.svg; or $PLOT).
 # Finishes within 10 minutes.
 
 # shellcheck source=scripts/bench-common.sh
@@ -87,5 +88,6 @@ workload rate-10k 10000 500 100
 echo
 echo "## herald vs nchan"
 python3 "$REPO/scripts/bench-report.py" table "$RESULTS"
-python3 "$REPO/scripts/bench-report.py" plot "$RESULTS" "$REPO/benchmarks/herald-vs-nchan.svg"
-log "plot: benchmarks/herald-vs-nchan.svg"
+PLOT=${PLOT:-$(dirname "$RESULTS")/herald-vs-nchan.svg}
+python3 "$REPO/scripts/bench-report.py" plot "$RESULTS" "$PLOT"
+log "plot: $PLOT"

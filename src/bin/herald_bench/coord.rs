@@ -255,6 +255,12 @@ fn summarize(o: &Options, procs: usize, fleet: &Fleet, i: SummaryInput<'_>) -> S
             publish_errors: e.errors,
             first_publish_error: e.first_error.clone(),
             rate_per_s: o.event_rate,
+            achieved_rate_per_s: match (e.publish_us.first(), e.publish_us.last()) {
+                (Some(&a), Some(&b)) if b > a => {
+                    Some((e.publish_us.len() - 1) as f64 * 1e6 / (b - a) as f64)
+                }
+                _ => None,
+            },
             armed_listeners: e.armed,
             expected: m.progress.expected,
             delivered,

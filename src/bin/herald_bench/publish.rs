@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use super::args::{PubKind, PubTarget};
 
-const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// A server that takes longer than this to accept a publish has failed it.
+/// (Generous: nchan answers a publish only after its fan-out, seconds at 1M.)
+const IO_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct Publisher {
     target: PubTarget,

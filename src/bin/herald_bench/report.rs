@@ -96,7 +96,12 @@ pub struct Events {
     pub published: u64,
     pub publish_errors: u64,
     pub first_publish_error: Option<String>,
+    /// `--event-rate`.
     pub rate_per_s: f64,
+    /// Events published / time from the first publish to the last: below the
+    /// requested rate when publishing itself is slow (every publish waits for
+    /// the server's answer). `None` for a single event.
+    pub achieved_rate_per_s: Option<f64>,
     pub armed_listeners: u64,
     pub expected: u64,
     pub delivered: u64,
@@ -357,10 +362,12 @@ pub fn human(s: &Summary) -> String {
     if let Some(e) = &s.events {
         let _ = writeln!(
             o,
-            "events      {} published at {}/s to {} listeners; delivered {} of {}: lost {}, \
+            "events      {} published at {}/s{} to {} listeners; delivered {} of {}: lost {}, \
              duplicates {}, history gaps {}",
             e.published,
             e.rate_per_s,
+            e.achieved_rate_per_s
+                .map_or(String::new(), |r| format!(" (achieved {r:.1}/s)")),
             e.armed_listeners,
             e.delivered,
             e.expected,

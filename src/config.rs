@@ -372,8 +372,8 @@ impl Config {
             Cors::List(origins)
         };
         let header_timeout_ms = env.parse("HEADER_TIMEOUT_MS", 10_000u64, "milliseconds")?;
-        if header_timeout_ms == 0 {
-            return Err(err("HEADER_TIMEOUT_MS", "at least 1"));
+        if !(1..=3_600_000).contains(&header_timeout_ms) {
+            return Err(err("HEADER_TIMEOUT_MS", "expected 1..=3600000 (one hour)"));
         }
 
         let history_size = env.parse("HISTORY_SIZE", 100usize, "a count")?;
@@ -567,6 +567,7 @@ mod tests {
             ("HISTORY_SIZE", "many"),
             ("REDIS_URL", "http://localhost"),
             ("HISTORY_ON_CONNECT", "-3"),
+            ("HEADER_TIMEOUT_MS", "99999999999"),
         ] {
             let e = load(&[(var, value)]).unwrap_err();
             assert_eq!(e.var, var, "{var}={value}");

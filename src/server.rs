@@ -133,7 +133,7 @@ pub fn run(prepared: Prepared) -> Result<(), StartError> {
         handles.push(handle);
     }
 
-    let hub = Arc::new(Hub::new(inboxes));
+    let hub = Arc::new(Hub::new(inboxes, cfg.max_pending_bytes / 2));
     if let (Some(client), Some(rc)) = (redis, &cfg.redis) {
         let (hub, status, source) = (hub.clone(), status.clone(), rc.source.clone());
         std::thread::Builder::new()
@@ -141,12 +141,7 @@ pub fn run(prepared: Prepared) -> Result<(), StartError> {
             .spawn(move || crate::ingest::redis::run(client, source, hub, status))
             .map_err(|e| StartError(format!("cannot spawn Redis ingest thread: {e}")))?;
     }
-    let admin = Admin {
-        cfg: cfg.clone(),
-        hub: hub.clone(),
-        status,
-        stats,
-    };
+    let admin = Admin::new(cfg.clone(), hub.clone(), status, stats);
     std::thread::Builder::new()
         .name("admin".into())
         .spawn(move || admin.serve(admin_listener))

@@ -134,7 +134,9 @@ fn stalled_listener_does_not_delay_others() {
         .map(|i| h.sse_with_token(&jwt::user(&format!("stalled{i}"))))
         .collect();
     let mut reader = h.sse_with_token(&jwt::user("reader"));
-    let filler = "y".repeat(32 * 1024);
+    // 30 KiB: under the largest event herald accepts (half of
+    // MAX_PENDING_BYTES), so 100 of them overflow every stalled listener.
+    let filler = "y".repeat(30 * 1024);
     for i in 0..100 {
         h.publish_json(&json!({"message": format!("{i}:{filler}")}));
         let ev = reader.expect_event();

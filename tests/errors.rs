@@ -441,3 +441,37 @@ fn refusals_on_the_sse_path_carry_cors_headers() {
     assert_problem(&r, 401, "missing_token", "Unauthorized");
     assert_eq!(r.header("access-control-allow-origin"), Some("*"));
 }
+
+/// Regression: a refused request whose client resets before the refusal is
+/// written used to panic the reactor (the slot was touched after close).
+#[test]
+fn refused_requests_from_resetting_clients_do_not_kill_reactors() {
+    let h = Herald::start(&[("JWT_SECRET", jwt::SECRET)]);
+    let big = format!("GET /sse HTTP/1.1\r\nX: {}\r\n", "a".repeat(9000));
+    for i in 0..40 {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.connect(&h.addr().into()).unwrap();
+        let mut s: std::net::TcpStream = s.into();
+        let request: &[u8] = if i % 2 == 0 {
+            big.as_bytes()
+        } else {
+            b"GARBAGE\x01 / HTTP/1.1\r\n\r\n"
+        };
+        let _ = s.write_all(request);
+        // Close with a reset (SO_LINGER 0) before reading the answer.
+        socket2::SockRef::from(&s)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(s);
+    }
+    // Every reactor still serves: enough streams to land on each of them.
+    for i in 0..8 {
+        let mut c = h.sse_with_token(&jwt::user(&format!("after{i}")));
+        assert_eq!(c.status(), 200);
+        drop(c.next_event(Duration::from_millis(1)));
+    }
+    h.publish_json(&json!({"message": "alive"}));
+    let mut c = h.sse_with_token(&jwt::user("last"));
+    h.publish_json(&json!({"message": "still alive"}));
+    assert_eq!(c.expect_event().data, "still alive");
+}

@@ -180,3 +180,20 @@ fn without_tokens_publish_is_open() {
     let (status, reply) = h.publish(r#"{"message":"m"}"#);
     assert_eq!(status, 202, "{reply}");
 }
+
+#[test]
+fn an_event_over_half_of_max_pending_bytes_is_refused_whole() {
+    let h = Herald::start(&[("JWT_SECRET", jwt::SECRET), ("MAX_PENDING_BYTES", "65536")]);
+    let mut c = h.sse_with_token(&jwt::user("u1"));
+    let big = "z".repeat(40 * 1024);
+    let body = json!([{"message": "small"}, {"message": big}]).to_string();
+    let (status, reply) = h.publish(&body);
+    assert_eq!(status, 400, "{reply}");
+    let v: serde_json::Value = serde_json::from_str(&reply).unwrap();
+    assert_eq!(v["type"], "bad_request");
+    let detail = v["detail"].as_str().unwrap();
+    assert!(detail.starts_with("envelope 1:"), "{detail}");
+    // All or nothing: the small one was not delivered either.
+    h.publish_json(&json!({"message": "marker"}));
+    assert_eq!(c.expect_event().data, "marker");
+}

@@ -5,8 +5,8 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use log::{debug, warn};
 
@@ -14,28 +14,48 @@ use crate::config::Config;
 use crate::conn::http::{parse_head, Head, Method, Request, MAX_HEAD_BYTES};
 use crate::conn::response::{self, Problem};
 use crate::hub::{envelope, Hub};
-use crate::ingest::{IngestStatus, RedisState};
+use crate::ingest::{IngestStatus, RateLimitedLog, RedisState};
 use crate::reactor::Stats;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 /// Largest publish body accepted.
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time allowed to send a whole request (head and body).
+const REQUEST_DEADLINE: Duration = Duration::from_secs(30);
 /// Admin connections served concurrently.
 pub const MAX_CONCURRENT: usize = 64;
 
 pub struct Admin {
-    pub cfg: Arc<Config>,
-    pub hub: Arc<Hub>,
-    pub status: Arc<IngestStatus>,
-    pub stats: Arc<[Arc<Stats>]>,
+    cfg: Arc<Config>,
+    hub: Arc<Hub>,
+    status: Arc<IngestStatus>,
+    stats: Arc<[Arc<Stats>]>,
+    /// Refused publishes are logged at most every 10 s.
+    bad_log: Mutex<RateLimitedLog>,
 }
 
 impl Admin {
+    pub fn new(
+        cfg: Arc<Config>,
+        hub: Arc<Hub>,
+        status: Arc<IngestStatus>,
+        stats: Arc<[Arc<Stats>]>,
+    ) -> Self {
+        let bad_log = Mutex::new(RateLimitedLog::new(Duration::from_secs(10)));
+        Self {
+            cfg,
+            hub,
+            status,
+            stats,
+            bad_log,
+        }
+    }
+
     /// Serves until the process exits: each connection on its own thread,
-    /// at most [`MAX_CONCURRENT`] at once (beyond that, on the accepting
-    /// thread, which slows accepting down instead of piling up threads), so
-    /// one stalled client cannot hold up every publisher.
+    /// at most [`MAX_CONCURRENT`] at once (beyond that a quick 503), each
+    /// with one deadline for its whole request, so stalled or trickling
+    /// clients cannot hold up publishers.
     pub fn serve(self, listener: TcpListener) {
         let admin = Arc::new(self);
         let busy = Arc::new(AtomicUsize::new(0));
@@ -48,8 +68,8 @@ impl Admin {
                 }
             };
             if busy.fetch_add(1, Relaxed) >= MAX_CONCURRENT {
-                admin.handle_logged(stream);
                 busy.fetch_sub(1, Relaxed);
+                refuse_busy(stream);
                 continue;
             }
             let (worker_admin, worker_busy) = (admin.clone(), busy.clone());
@@ -72,9 +92,14 @@ impl Admin {
         }
     }
 
-    fn handle(&self, mut stream: TcpStream) -> std::io::Result<()> {
-        stream.set_read_timeout(Some(IO_TIMEOUT))?;
+    fn handle(&self, stream: TcpStream) -> std::io::Result<()> {
         stream.set_write_timeout(Some(IO_TIMEOUT))?;
+        // One deadline for the whole request, not per read: a client that
+        // trickles a byte at a time still gets cut.
+        let mut stream = DeadlineStream {
+            stream,
+            deadline: Instant::now() + REQUEST_DEADLINE,
+        };
         let mut buf = Vec::with_capacity(1024);
         let mut chunk = [0u8; 4096];
         let req = loop {
@@ -107,7 +132,7 @@ impl Admin {
     fn route(
         &self,
         req: &Request,
-        stream: &mut TcpStream,
+        stream: &mut DeadlineStream,
         body_prefix: Vec<u8>,
     ) -> std::io::Result<Vec<u8>> {
         let not_allowed = |allow: &str| {
@@ -169,9 +194,9 @@ impl Admin {
     }
 
     fn publish(&self, body: &[u8]) -> Vec<u8> {
-        match envelope::decode(body) {
-            Ok(envs) => {
-                let n = self.hub.publish(envs);
+        match envelope::decode(body).and_then(|envs| self.hub.publish(envs)) {
+            Ok(n) => {
+                self.status.published.fetch_add(n as u64, Relaxed);
                 response::simple(
                     202,
                     "application/json",
@@ -180,7 +205,11 @@ impl Admin {
                 )
             }
             Err(e) => {
-                debug!("admin: publish refused: {e}");
+                self.status.rejected.fetch_add(1, Relaxed);
+                self.bad_log
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .warn(&format!("admin: publish refused: {e}"));
                 response::problem(Problem::BadRequest, &e.to_string(), "")
             }
         }
@@ -224,7 +253,7 @@ fn unauthorized(detail: &str) -> Vec<u8> {
 /// Reads a `Content-Length` body. The inner `Err` is a ready refusal.
 fn read_body(
     req: &Request,
-    stream: &mut TcpStream,
+    stream: &mut DeadlineStream,
     mut body: Vec<u8>,
 ) -> std::io::Result<Result<Vec<u8>, Vec<u8>>> {
     let Some(len) = req.content_length else {
@@ -248,6 +277,47 @@ fn read_body(
     }
     body.truncate(len);
     Ok(Ok(body))
+}
+
+/// A connection whose reads all share one deadline.
+struct DeadlineStream {
+    stream: TcpStream,
+    deadline: Instant,
+}
+
+impl Read for DeadlineStream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "request not complete within its deadline",
+            ));
+        }
+        self.stream.set_read_timeout(Some(left))?;
+        self.stream.read(buf)
+    }
+}
+
+impl Write for DeadlineStream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.stream.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.stream.flush()
+    }
+}
+
+/// Over [`MAX_CONCURRENT`]: a quick 503 instead of a thread.
+fn refuse_busy(mut stream: TcpStream) {
+    let body = response::problem(
+        Problem::ServerFull,
+        "too many admin connections at once",
+        "Retry-After: 1\r\n",
+    );
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+    let _ = stream.write_all(&body);
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

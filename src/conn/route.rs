@@ -86,7 +86,8 @@ fn subscribe(req: &Request, ctx: &RouteCtx<'_>, cors: String) -> Result<Action, 
         .verifier
         .verify(token)
         .map_err(|e| (e.problem, e.detail))?;
-    let filter = Filter::from_lists(param("event_types"), param("sources"));
+    let filter = Filter::from_lists(param("event_types"), param("sources"))
+        .map_err(|e| (Problem::BadRequest, e))?;
     let last_event_id = req
         .last_event_id
         .clone()

@@ -19,7 +19,10 @@ pub const EARLIEST: &str = "earliest";
 /// One reactor's history rings.
 pub struct History {
     size: usize,
-    rings: HashMap<Option<Arc<str>>, Ring>,
+    /// Events without an `app`.
+    global: Ring,
+    /// Events of each app (found by `&str`, no allocation per event).
+    apps: HashMap<Box<str>, Ring>,
 }
 
 #[derive(Default)]
@@ -64,7 +67,8 @@ impl History {
     pub fn new(size: usize) -> Self {
         Self {
             size,
-            rings: HashMap::new(),
+            global: Ring::default(),
+            apps: HashMap::new(),
         }
     }
 
@@ -73,8 +77,15 @@ impl History {
         if self.size == 0 {
             return;
         }
-        let key: Option<Arc<str>> = ev.app.as_deref().map(Arc::from);
-        let ring = self.rings.entry(key).or_default();
+        let ring = match ev.app.as_deref() {
+            None => &mut self.global,
+            Some(app) => {
+                if !self.apps.contains_key(app) {
+                    self.apps.insert(app.into(), Ring::default());
+                }
+                self.apps.get_mut(app).expect("inserted above")
+            }
+        };
         if ring.events.len() == self.size {
             if let Some(old) = ring.events.pop_front() {
                 ring.evicted_seq = old.seq;
@@ -86,8 +97,8 @@ impl History {
     /// The events visible to `app`'s listeners, oldest first, and the
     /// sequence of the newest event either ring has already evicted.
     fn visible(&self, app: &str) -> (Vec<&Arc<Event>>, u64) {
-        let global = self.rings.get(&None);
-        let own = self.rings.get(&Some(Arc::from(app)));
+        let global = Some(&self.global);
+        let own = self.apps.get(app);
         let evicted = [global, own]
             .iter()
             .flatten()
@@ -255,7 +266,7 @@ mod tests {
         h.push(&ev(2, r#"{"event":"news","message":"b"}"#));
         h.push(&ev(3, r#"{"event":"blog.edit","message":"c"}"#));
         h.push(&ev(4, r#"{"event":"blog.del","message":"d"}"#));
-        let f = Filter::from_lists(Some("blog.*"), None).unwrap();
+        let f = Filter::from_lists(Some("blog.*"), None).unwrap().unwrap();
         let who = Listener {
             app: "default",
             user: None,

@@ -56,21 +56,31 @@ pub type Batch = Arc<[Arc<Event>]>;
 pub struct Hub {
     inboxes: Vec<Inbox>,
     ids: Mutex<ids::IdGen>,
+    /// Largest SSE frame accepted, in bytes.
+    max_frame: usize,
 }
 
 impl Hub {
-    pub fn new(inboxes: Vec<Inbox>) -> Self {
+    pub fn new(inboxes: Vec<Inbox>, max_frame: usize) -> Self {
         Self {
             inboxes,
             ids: Mutex::new(ids::IdGen::default()),
+            max_frame,
         }
     }
 
     /// Assigns ids to decoded envelopes, encodes each once and sends the batch
     /// to every reactor. Returns how many events were published.
-    pub fn publish(&self, envelopes: Vec<envelope::Envelope>) -> usize {
+    ///
+    /// A batch holding an event whose SSE frame is larger than the hub's
+    /// `max_frame` is refused whole (all or nothing): such an event could
+    /// never be delivered to a new listener within `MAX_PENDING_BYTES`.
+    pub fn publish(
+        &self,
+        envelopes: Vec<envelope::Envelope>,
+    ) -> Result<usize, envelope::EnvelopeError> {
         if envelopes.is_empty() {
-            return 0;
+            return Ok(0);
         }
         // One lock covers id assignment and sending, so that every inbox
         // receives batches in the same order as their ids.
@@ -83,11 +93,21 @@ impl Hub {
                 Arc::new(env.into_event(seq, generated))
             })
             .collect();
+        if let Some(i) = batch.iter().position(|e| e.frame.len() > self.max_frame) {
+            return Err(envelope::EnvelopeError {
+                index: Some(i),
+                reason: format!(
+                    "the encoded event is {} bytes, over the {} allowed (half of MAX_PENDING_BYTES)",
+                    batch[i].frame.len(),
+                    self.max_frame
+                ),
+            });
+        }
         let n = batch.len();
         for inbox in &self.inboxes {
             inbox.send_events(batch.clone());
         }
-        n
+        Ok(n)
     }
 
     pub fn inboxes(&self) -> &[Inbox] {

@@ -15,7 +15,7 @@
 //!   shows `redis: down` meanwhile. Listeners are not touched.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use log::{info, warn};
 use redis::streams::StreamReadReply;
@@ -28,6 +28,8 @@ use super::{IngestStatus, RateLimitedLog, RedisState};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// A link up at least this long resets the backoff.
+const STABLE_LINK: Duration = Duration::from_secs(10);
 /// `XREAD BLOCK` time; the socket read timeout is a little longer.
 const XREAD_BLOCK_MS: u64 = 2000;
 const XREAD_COUNT: usize = 1000;
@@ -66,13 +68,22 @@ pub fn run(client: redis::Client, source: RedisSource, hub: Arc<Hub>, status: Ar
         last_stream_id: None,
     };
     let mut backoff = BACKOFF_MIN;
+    let mut first_attempt = true;
     loop {
+        let started = Instant::now();
         let err = match &source {
-            RedisSource::Channels(channels) => ingest.pubsub(&client, channels, &mut backoff),
-            RedisSource::Stream(key) => ingest.stream(&client, key, &mut backoff),
+            RedisSource::Channels(channels) => ingest.pubsub(&client, channels),
+            RedisSource::Stream(key) => ingest.stream(&client, key),
         };
-        if ingest.status.set_redis(RedisState::Down) {
+        let was_up = ingest.status.redis() == RedisState::Up;
+        if ingest.status.set_redis(RedisState::Down) || first_attempt {
             warn!("redis: link down ({err}); retrying with backoff, listeners stay connected");
+        }
+        first_attempt = false;
+        // Back off from the minimum again only after a link that held: one
+        // that fails right after connecting keeps backing off.
+        if was_up && started.elapsed() >= STABLE_LINK {
+            backoff = BACKOFF_MIN;
         }
         std::thread::sleep(backoff);
         backoff = (backoff * 2).min(BACKOFF_MAX);
@@ -88,8 +99,7 @@ struct Ingest {
 }
 
 impl Ingest {
-    fn up(&self, what: &str, backoff: &mut Duration) {
-        *backoff = BACKOFF_MIN;
+    fn up(&self, what: &str) {
         self.status
             .redis_connects
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -99,12 +109,7 @@ impl Ingest {
     }
 
     /// Subscribes and forwards messages until the link fails.
-    fn pubsub(
-        &mut self,
-        client: &redis::Client,
-        channels: &[String],
-        backoff: &mut Duration,
-    ) -> redis::RedisError {
+    fn pubsub(&mut self, client: &redis::Client, channels: &[String]) -> redis::RedisError {
         let mut conn = match client.get_connection_with_timeout(CONNECT_TIMEOUT) {
             Ok(c) => c,
             Err(e) => return e,
@@ -120,7 +125,7 @@ impl Ingest {
                 return e;
             }
         }
-        self.up(&format!("subscribed to {}", channels.join(", ")), backoff);
+        self.up(&format!("subscribed to {}", channels.join(", ")));
         loop {
             match ps.get_message() {
                 Ok(msg) => {
@@ -140,12 +145,7 @@ impl Ingest {
     }
 
     /// Reads the stream from the last id until the link fails.
-    fn stream(
-        &mut self,
-        client: &redis::Client,
-        key: &str,
-        backoff: &mut Duration,
-    ) -> redis::RedisError {
+    fn stream(&mut self, client: &redis::Client, key: &str) -> redis::RedisError {
         let mut conn = match client.get_connection_with_timeout(CONNECT_TIMEOUT) {
             Ok(c) => c,
             Err(e) => return e,
@@ -177,7 +177,7 @@ impl Ingest {
             }
         }
         let from = self.last_stream_id.clone().unwrap_or_default();
-        self.up(&format!("reading stream {key:?} after {from}"), backoff);
+        self.up(&format!("reading stream {key:?} after {from}"));
         loop {
             let from = self.last_stream_id.clone().unwrap_or_else(|| "0-0".into());
             let reply: redis::RedisResult<Option<StreamReadReply>> = redis::cmd("XREAD")
@@ -236,10 +236,14 @@ impl Ingest {
         self.bad_log.warn(msg);
     }
 
-    fn publish(&self, envs: Vec<envelope::Envelope>) {
-        let n = self.hub.publish(envs);
-        self.status
-            .published
-            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+    fn publish(&mut self, envs: Vec<envelope::Envelope>) {
+        match self.hub.publish(envs) {
+            Ok(n) => {
+                self.status
+                    .published
+                    .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+            }
+            Err(e) => self.reject(&format!("redis: batch refused: {e}")),
+        }
     }
 }

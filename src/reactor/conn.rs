@@ -71,11 +71,39 @@ impl Pending {
     pub fn unsent(&self) -> usize {
         self.buf.len() - self.off
     }
+
+    /// Queues `bytes` behind what is unsent. Sent bytes are dropped from the
+    /// front once they are half the buffer, so a listener that keeps up but
+    /// never fully drains cannot grow the buffer past about twice its unsent
+    /// bytes.
+    pub fn append(&mut self, bytes: &[u8]) {
+        if self.off > 0 && self.off >= self.buf.len() / 2 {
+            self.buf.drain(..self.off);
+            self.off = 0;
+        }
+        self.buf.extend_from_slice(bytes);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pending_drops_sent_bytes_instead_of_growing() {
+        let mut p = Pending {
+            buf: Vec::new(),
+            off: 0,
+        };
+        for _ in 0..10_000 {
+            p.append(&[7u8; 100]);
+            p.off += 100; // the socket took it all but keeps lagging
+        }
+        assert_eq!(p.unsent(), 0);
+        assert!(p.buf.len() <= 200, "buffer kept {} sent bytes", p.buf.len());
+        p.append(b"tail");
+        assert_eq!(&p.buf[p.off..], b"tail");
+    }
 
     /// The idle-connection budget (ARCHITECTURE: a few hundred bytes, goal
     /// ≤ 200 B in all) starts with this record and its slab slot.

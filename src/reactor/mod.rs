@@ -2,11 +2,12 @@
 //! connections and its user index. Nothing here is shared with other threads
 //! except the inbox it drains and the counters the admin side reads.
 //!
-//! One loop turn: wait for readiness (bounded timeout), read the clock once,
-//! handle ready sockets, accept at most [`ACCEPT_BATCH`] connections, drain at
-//! most [`INBOX_BATCH`] inbox messages and deliver the events they carry,
-//! fire due timers. A turn that left work behind polls again without
-//! blocking.
+//! One loop turn: wait for readiness (bounded timeout), read the monotonic
+//! clock once, handle ready sockets, accept at most [`ACCEPT_BATCH`]
+//! connections, drain at most [`INBOX_BATCH`] inbox messages and deliver the
+//! events they carry, fire due timers. A turn that left work behind polls
+//! again without blocking. Timers run on the monotonic clock; only the
+//! heartbeat's data is wall-clock time.
 //!
 //! Delivery coalesces: all events drained in one turn are matched per
 //! connection, and each connection gets everything pending for it in one
@@ -188,7 +189,7 @@ impl Reactor {
         let poller = Poller::new(EVENTS_PER_WAIT)?;
         poller.add_readable(listener.as_fd(), LISTENER)?;
         poller.add_readable(wake.waker.as_fd(), WAKER)?;
-        let now_s = sys::clock::unix_secs();
+        let now_s = sys::clock::mono_ms() / 1000;
         let heartbeats =
             (shared.cfg.heartbeat_secs > 0).then(|| Wheel::new(shared.cfg.heartbeat_secs, now_s));
         let stats = shared.stats[index].clone();
@@ -230,14 +231,14 @@ impl Reactor {
         debug!("reactor {} running", self.index);
         let mut busy = true;
         loop {
-            let now_ms = sys::clock::unix_ms();
+            let now_ms = sys::clock::mono_ms();
             let timeout = if busy { 0 } else { self.next_timeout(now_ms) };
             let mut ready = std::mem::take(&mut self.ready);
             ready.clear();
             if let Err(e) = self.poller.wait(timeout, |r| ready.push(r)) {
                 warn!("reactor {}: epoll_wait failed: {e}", self.index);
             }
-            let now_ms = sys::clock::unix_ms();
+            let now_ms = sys::clock::mono_ms();
             let mut inbox_woken = false;
             for r in &ready {
                 match r.token {
@@ -304,6 +305,15 @@ impl Reactor {
                 Ok(None) => {
                     self.more_accepts = false;
                     return false;
+                }
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::ECONNABORTED | libc::EPROTO | libc::EINTR | libc::EPERM)
+                    ) =>
+                {
+                    // That one connection is gone; the queue may hold more.
+                    continue;
                 }
                 Err(e) => {
                     // EMFILE/ENFILE/ENOBUFS: leave the queue; retry next turn.
@@ -418,9 +428,6 @@ impl Reactor {
                                     self.start_stream(key, s, now_ms)
                                 }
                             }
-                            if !self.conns.contains(key as usize) {
-                                return;
-                            }
                         }
                         Head::TooLarge => {
                             let body = response::problem(
@@ -434,6 +441,11 @@ impl Reactor {
                             let body = response::problem(Problem::BadRequest, detail, "");
                             self.respond_and_close(key, &body, now_ms);
                         }
+                    }
+                    // Any answer above may have closed the connection (a
+                    // failed write): never touch its slot again.
+                    if !self.conns.contains(key as usize) {
+                        return;
                     }
                 }
                 Err(nix::errno::Errno::EAGAIN) => return,
@@ -583,7 +595,7 @@ impl Reactor {
             // Already backed up: queue behind what is waiting; EPOLLOUT flushes.
             let p = &mut self.pending[conn.pending as usize];
             for f in frames {
-                p.buf.extend_from_slice(f);
+                p.append(f);
             }
             return p.unsent() <= max || self.close_slow(key);
         }
@@ -847,7 +859,7 @@ impl Reactor {
         }
         let interval = self.shared.cfg.heartbeat_secs;
         let frame = match self.shared.cfg.heartbeat_mode {
-            HeartbeatMode::Event => sse::ping_event(now_s),
+            HeartbeatMode::Event => sse::ping_event(sys::clock::unix_secs()),
             HeartbeatMode::Comment => sse::PING_COMMENT.to_vec(),
         };
         for &(key, gen) in &expired {

@@ -56,6 +56,12 @@ def headline(path):
             "≤ 200 B",
             s.get("anon_per_conn_bytes", 1e9) <= 200,
         ),
+        (
+            "herald heap all-in: RssAnon held / listeners (fixed cost of every process included)",
+            f"{s.get('anon_held_kb', 0) * 1024 / max(open_, 1):.0f} B",
+            "",
+            None,
+        ),
         ("kernel slab per listener (both ends)", f"{k['slab_per_conn_bytes']:.0f} B", "", None),
         (
             "broadcast: publish → last delivery",

@@ -362,12 +362,13 @@ pub fn human(s: &Summary) -> String {
     if let Some(e) = &s.events {
         let _ = writeln!(
             o,
-            "events      {} published at {}/s{} to {} listeners; delivered {} of {}: lost {}, \
+            "events      {} published{} to {} listeners; delivered {} of {}: lost {}, \
              duplicates {}, history gaps {}",
             e.published,
-            e.rate_per_s,
-            e.achieved_rate_per_s
-                .map_or(String::new(), |r| format!(" (achieved {r:.1}/s)")),
+            e.achieved_rate_per_s.map_or(String::new(), |r| format!(
+                " at {}/s (achieved {r:.1}/s)",
+                e.rate_per_s
+            )),
             e.armed_listeners,
             e.delivered,
             e.expected,

@@ -34,9 +34,12 @@ CONNECTIONS:
 EVENTS (fanout, storm):
     --pub URL              http://HOST:PORT/PATH (herald admin /publish, or an nchan
                            publisher location) or redis://HOST:PORT
-    --pub-kind herald|nchan|redis   [default: redis for redis://, else herald]
+    --pub-kind herald|nchan|redis|redis-stream
+                           redis: PUBLISH to --redis-channel; redis-stream: XADD to
+                           --redis-stream [default: redis for redis://, else herald]
     --pub-token T          bearer token for POST /publish
     --redis-channel C      [default: herald]
+    --redis-stream KEY     [default: herald-stream]
     --events M             events to publish [default: 10]
     --event-rate R         events per second [default: 10]
     --to all|random:K      broadcast, or K random users per event [default: all]
@@ -83,7 +86,10 @@ pub enum TokenIn {
 pub enum PubKind {
     Herald,
     Nchan,
+    /// `PUBLISH` (Pub/Sub).
     Redis,
+    /// `XADD` (Redis streams: one id per event, shared by every herald).
+    RedisStream,
 }
 
 /// Where events are published.
@@ -94,7 +100,8 @@ pub struct PubTarget {
     pub host: String,
     pub path: String,
     pub token: Option<String>,
-    pub channel: String,
+    /// The Pub/Sub channel or the stream key.
+    pub key: String,
 }
 
 /// An `http://` URL split for a raw HTTP/1.1 client.
@@ -164,7 +171,7 @@ pub fn parse(mode: Mode, args: &[String]) -> Result<Options, String> {
         min_available_kb: 1024 * 1024,
     };
     let (mut pub_url, mut pub_kind, mut pub_token) = (None, None, None);
-    let mut channel = "herald".to_string();
+    let (mut channel, mut stream) = ("herald".to_string(), "herald-stream".to_string());
     let (mut to, mut seed, mut storm_after) = ("all".to_string(), 1u64, None);
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -210,6 +217,7 @@ pub fn parse(mode: Mode, args: &[String]) -> Result<Options, String> {
                     "herald" => PubKind::Herald,
                     "nchan" => PubKind::Nchan,
                     "redis" => PubKind::Redis,
+                    "redis-stream" => PubKind::RedisStream,
                     other => {
                         return Err(format!("--pub-kind: herald, nchan or redis, not {other:?}"))
                     }
@@ -217,6 +225,7 @@ pub fn parse(mode: Mode, args: &[String]) -> Result<Options, String> {
             }
             "--pub-token" => pub_token = Some(value()?),
             "--redis-channel" => channel = value()?,
+            "--redis-stream" => stream = value()?,
             "--events" => o.events = number(flag, &value()?)?,
             "--event-rate" => o.event_rate = number(flag, &value()?)?,
             "--to" => to = value()?,
@@ -262,7 +271,12 @@ pub fn parse(mode: Mode, args: &[String]) -> Result<Options, String> {
         } else {
             PubKind::Herald
         });
-        o.publisher = Some(parse_pub(&url, kind, pub_token, channel)?);
+        let key = if kind == PubKind::RedisStream {
+            stream
+        } else {
+            channel
+        };
+        o.publisher = Some(parse_pub(&url, kind, pub_token, key)?);
         if kind == PubKind::Nchan && o.audience != Audience::All {
             return Err("--pub-kind nchan publishes to one channel: use --to all".into());
         }
@@ -274,10 +288,11 @@ fn parse_pub(
     url: &str,
     kind: PubKind,
     token: Option<String>,
-    channel: String,
+    key: String,
 ) -> Result<PubTarget, String> {
-    let http = match (kind, url.strip_prefix("redis://")) {
-        (PubKind::Redis, Some(rest)) => {
+    let redis = matches!(kind, PubKind::Redis | PubKind::RedisStream);
+    let http = match (redis, url.strip_prefix("redis://")) {
+        (true, Some(rest)) => {
             // redis://[user:pass@]host:port[/db]: only host:port is used.
             let hostport = rest.split('/').next().unwrap_or(rest);
             if hostport.contains('@') {
@@ -285,11 +300,13 @@ fn parse_pub(
             }
             parse_http_url(&format!("http://{hostport}/"))?
         }
-        (PubKind::Redis, None) => {
-            return Err(format!("--pub-kind redis needs redis://, got {url}"))
+        (true, None) => return Err(format!("--pub-kind redis needs redis://, got {url}")),
+        (false, Some(_)) => {
+            return Err(format!(
+                "--pub {url}: redis:// needs --pub-kind redis or redis-stream"
+            ))
         }
-        (_, Some(_)) => return Err(format!("--pub {url}: redis:// needs --pub-kind redis")),
-        (_, None) => parse_http_url(url)?,
+        (false, None) => parse_http_url(url)?,
     };
     Ok(PubTarget {
         kind,
@@ -297,7 +314,7 @@ fn parse_pub(
         host: http.host,
         path: http.path,
         token,
-        channel,
+        key,
     })
 }
 
@@ -424,7 +441,12 @@ mod tests {
         )
         .unwrap();
         let p = f.publisher.unwrap();
-        assert_eq!((p.kind, p.channel.as_str()), (PubKind::Redis, "herald"));
+        assert_eq!((p.kind, p.key.as_str()), (PubKind::Redis, "herald"));
+        let x = parse(
+            Mode::Fanout,
+            &args("--pub redis://127.0.0.1:6379 --pub-kind redis-stream"),
+        );
+        assert_eq!(x.unwrap().publisher.unwrap().key, "herald-stream");
         assert_eq!(f.audience, Audience::Random { k: 3, seed: 1 });
         let s = parse(
             Mode::Storm,

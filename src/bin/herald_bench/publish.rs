@@ -1,6 +1,7 @@
 //! Publishing benchmark events: herald's `POST /publish` (an envelope), an
 //! nchan publisher location (the raw message as the body), or Redis
-//! `PUBLISH <channel> <envelope>` over a raw RESP connection.
+//! `PUBLISH <channel> <envelope>` / `XADD <key> * envelope <envelope>` over a
+//! raw RESP connection.
 //!
 //! HTTP publishes use one short-lived connection each (herald's admin
 //! listener answers one request per connection); Redis keeps one connection.
@@ -34,8 +35,13 @@ impl Publisher {
         match self.target.kind {
             PubKind::Nchan => self.http_post(message.as_bytes()),
             PubKind::Herald => self.http_post(envelope(message, to).as_bytes()),
-            PubKind::Redis => {
-                let result = self.redis_publish(&envelope(message, to));
+            PubKind::Redis | PubKind::RedisStream => {
+                let env = envelope(message, to);
+                let key = self.target.key.clone();
+                let result = match self.target.kind {
+                    PubKind::Redis => self.redis_command(&["PUBLISH", &key, &env]),
+                    _ => self.redis_command(&["XADD", &key, "*", "envelope", &env]),
+                };
                 if result.is_err() {
                     self.redis = None; // reconnect on the next publish
                 }
@@ -80,29 +86,33 @@ impl Publisher {
         }
     }
 
-    fn redis_publish(&mut self, envelope: &str) -> Result<(), String> {
+    /// Sends one command and reads its reply (integer, bulk string or status).
+    fn redis_command(&mut self, args: &[&str]) -> Result<(), String> {
         if self.redis.is_none() {
             self.redis = Some(BufReader::new(connect(&self.target)?));
         }
         let conn = self.redis.as_mut().expect("connected above");
-        let channel = &self.target.channel;
-        let mut cmd = format!(
-            "*3\r\n$7\r\nPUBLISH\r\n${}\r\n{channel}\r\n${}\r\n",
-            channel.len(),
-            envelope.len()
-        )
-        .into_bytes();
-        cmd.extend_from_slice(envelope.as_bytes());
-        cmd.extend_from_slice(b"\r\n");
+        let mut cmd = format!("*{}\r\n", args.len()).into_bytes();
+        for a in args {
+            cmd.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
+        }
+        let what = args[0];
         conn.get_mut()
             .write_all(&cmd)
-            .map_err(|e| format!("redis PUBLISH: {e}"))?;
+            .map_err(|e| format!("redis {what}: {e}"))?;
         let mut line = String::new();
         conn.read_line(&mut line)
-            .map_err(|e| format!("redis PUBLISH reply: {e}"))?;
-        match line.strip_prefix(':') {
-            Some(_) => Ok(()),
-            None => Err(format!("redis PUBLISH: {}", line.trim_end())),
+            .map_err(|e| format!("redis {what} reply: {e}"))?;
+        match line.as_bytes().first() {
+            Some(b':' | b'+') => Ok(()),
+            Some(b'$') => {
+                // A bulk string (XADD's id): its data line follows.
+                line.clear();
+                conn.read_line(&mut line)
+                    .map(drop)
+                    .map_err(|e| format!("redis {what} reply: {e}"))
+            }
+            _ => Err(format!("redis {what}: {}", line.trim_end())),
         }
     }
 }

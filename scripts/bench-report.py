@@ -139,7 +139,9 @@ def table(results):
         ref = h or n
         ev = get(ref, "events")
         what = f"{get(ref, 'connect', 'requested'):,} listeners"
-        if ev:
+        if ev and ev["published"] == 1:
+            what += ", 1 broadcast"
+        elif ev:
             what += f", {ev['published']} broadcasts at {ev['rate_per_s']:g}/s requested"
         print(f"\n### {name}: {what}\n")
         print("| | herald | nchan | herald / nchan |")

@@ -14,16 +14,16 @@
 //! - [`publish`]: herald / nchan HTTP and Redis publishing;
 //!   [`sample`]: `/proc` readings; [`report`]: the summary.
 
-pub mod args;
+mod args;
 mod clock;
 mod coord;
-pub mod hist;
-pub mod probe;
+mod hist;
+mod probe;
 mod proto;
 mod publish;
 mod report;
 mod sample;
-pub mod sse;
+mod sse;
 mod worker;
 
 use args::Mode;

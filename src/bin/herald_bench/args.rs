@@ -1,5 +1,5 @@
-//! Command-line options: parsed once in the coordinator, validated, and turned
-//! into per-worker [`crate::bench::plan::Plan`]s.
+//! Command-line options, parsed and validated once; the coordinator splits
+//! them into per-worker [`super::proto::Plan`]s.
 
 use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;

@@ -412,20 +412,7 @@ impl Fleet {
     fn total(&self) -> Progress {
         let mut t = Progress::default();
         for p in &self.latest {
-            t.attempted += p.attempted;
-            t.open += p.open;
-            t.failed += p.failed;
-            t.dropped += p.dropped;
-            t.expected += p.expected;
-            t.unique += p.unique;
-            t.duplicates += p.duplicates;
-            t.published = t.published.max(p.published);
-            if let Some(s) = &p.storm {
-                let ts = t.storm.get_or_insert_with(Default::default);
-                ts.closed += s.closed;
-                ts.back += s.back;
-                ts.given_up += s.given_up;
-            }
+            t.add(p);
         }
         t
     }

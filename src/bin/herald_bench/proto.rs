@@ -86,6 +86,26 @@ pub struct Progress {
     pub storm: Option<StormProgress>,
 }
 
+impl Progress {
+    /// Adds another worker's totals (`published` is shared, so the maximum).
+    pub fn add(&mut self, p: &Progress) {
+        self.attempted += p.attempted;
+        self.open += p.open;
+        self.failed += p.failed;
+        self.dropped += p.dropped;
+        self.expected += p.expected;
+        self.unique += p.unique;
+        self.duplicates += p.duplicates;
+        self.published = self.published.max(p.published);
+        if let Some(s) = &p.storm {
+            let ts = self.storm.get_or_insert_with(Default::default);
+            ts.closed += s.closed;
+            ts.back += s.back;
+            ts.given_up += s.given_up;
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct StormProgress {
     /// Listeners dropped by the storm.

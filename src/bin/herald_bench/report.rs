@@ -180,20 +180,8 @@ pub struct Merged {
 impl Merged {
     pub fn add(&mut self, r: &proto::Report) {
         let p = &r.progress;
-        let m = &mut self.progress;
-        m.attempted += p.attempted;
-        m.open += p.open;
-        m.failed += p.failed;
-        m.dropped += p.dropped;
-        m.expected += p.expected;
-        m.unique += p.unique;
-        m.duplicates += p.duplicates;
-        m.published = m.published.max(p.published);
+        self.progress.add(p);
         if let Some(s) = &p.storm {
-            let ms = m.storm.get_or_insert_with(Default::default);
-            ms.closed += s.closed;
-            ms.back += s.back;
-            ms.given_up += s.given_up;
             self.storm_done_us = self.storm_done_us.max(s.done_unix_us);
             self.storm_unfinished += usize::from(s.done_unix_us.is_none());
         }

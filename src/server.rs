@@ -136,9 +136,10 @@ pub fn run(prepared: Prepared) -> Result<(), StartError> {
     let hub = Arc::new(Hub::new(inboxes, cfg.max_pending_bytes / 2));
     if let (Some(client), Some(rc)) = (redis, &cfg.redis) {
         let (hub, status, source) = (hub.clone(), status.clone(), rc.source.clone());
+        let history_size = cfg.history_size;
         std::thread::Builder::new()
             .name("ingest-redis".into())
-            .spawn(move || crate::ingest::redis::run(client, source, hub, status))
+            .spawn(move || crate::ingest::redis::run(client, source, history_size, hub, status))
             .map_err(|e| StartError(format!("cannot spawn Redis ingest thread: {e}")))?;
     }
     let admin = Admin::new(cfg.clone(), hub.clone(), status, stats);

@@ -265,16 +265,37 @@ fn pubsub_several_channels() {
 #[test]
 fn streams_ids_are_entry_ids_and_batches_get_suffixes() {
     let r = RedisServer::start();
-    // Entries from before herald started are not delivered live.
-    r.xadd("hs", r#"{"message":"old 1"}"#);
-    r.xadd("hs", r#"{"message":"old 2"}"#);
+    // Entries from before herald started are not delivered live, but they
+    // fill the history (the stream's tail is read at start-up).
+    let old1 = r.xadd("hs", r#"{"message":"old 1"}"#);
+    let old2 = r.xadd("hs", r#"{"message":"old 2"}"#);
     let h = start(&r, &[("REDIS_STREAM", "hs")]);
+    wait_redis_state(&h, "up", REDIS_UP_TIMEOUT);
     let mut u1 = listen(&h, "u1");
     let mut u2 = listen(&h, "u2");
-    // Had herald read the old entries, they would be in its history.
     let mut earliest = h.sse(
         &format!("/sse?token={}", jwt::user("u3")),
         &[("Last-Event-ID", "earliest")],
+    );
+    assert_eq!(
+        expect_data(&mut earliest, "old 1").id.as_deref(),
+        Some(old1.as_str())
+    );
+    assert_eq!(
+        expect_data(&mut earliest, "old 2").id.as_deref(),
+        Some(old2.as_str())
+    );
+    // A listener coming back to this freshly started node with an old id is
+    // replayed from there, with no history-gap.
+    let mut back = h.sse(
+        &format!("/sse?token={}", jwt::user("u4")),
+        &[("Last-Event-ID", old1.as_str())],
+    );
+    let ev = back.expect_event();
+    assert_eq!(
+        (ev.event.as_deref(), ev.data.as_str()),
+        (None, "old 2"),
+        "{ev:?}"
     );
 
     let mut ids = Vec::new();

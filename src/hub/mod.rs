@@ -79,6 +79,24 @@ impl Hub {
         &self,
         envelopes: Vec<envelope::Envelope>,
     ) -> Result<usize, envelope::EnvelopeError> {
+        self.send(envelopes, Inbox::send_events)
+    }
+
+    /// Like [`Hub::publish`], but the events only fill every reactor's
+    /// history (a stream's tail read at start-up): replayable, never
+    /// delivered live.
+    pub fn preload(
+        &self,
+        envelopes: Vec<envelope::Envelope>,
+    ) -> Result<usize, envelope::EnvelopeError> {
+        self.send(envelopes, Inbox::send_history)
+    }
+
+    fn send(
+        &self,
+        envelopes: Vec<envelope::Envelope>,
+        send: fn(&Inbox, Batch),
+    ) -> Result<usize, envelope::EnvelopeError> {
         if envelopes.is_empty() {
             return Ok(0);
         }
@@ -105,7 +123,7 @@ impl Hub {
         }
         let n = batch.len();
         for inbox in &self.inboxes {
-            inbox.send_events(batch.clone());
+            send(inbox, batch.clone());
         }
         Ok(n)
     }

@@ -7,7 +7,9 @@
 //!   the SSE id (`<entry-id>.<i>` for element `i` of a batch entry). The
 //!   thread remembers the last id read and resumes from it after any
 //!   reconnect, so entries added during an outage are delivered, in order,
-//!   once. On first connect it starts after the stream's current last entry.
+//!   once. On first connect it starts after the stream's current last entry
+//!   and loads the last `HISTORY_SIZE` entries before it into the history
+//!   (replayable, not delivered live), so ids survive a restart.
 //! - **Outages**: a quiet pub/sub link is probed with PING every 2 s and a
 //!   stream read times out after its BLOCK time plus 3 s, so a hung Redis or
 //!   a silently dropped path counts as lost. A lost link is retried with
@@ -18,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use log::{info, warn};
-use redis::streams::StreamReadReply;
+use redis::streams::{StreamId, StreamReadReply};
 
 use crate::config::{ConfigError, RedisConfig, RedisSource};
 use crate::hub::{envelope, Hub};
@@ -60,12 +62,19 @@ pub fn client(cfg: &RedisConfig) -> Result<redis::Client, ConfigError> {
 }
 
 /// Runs the ingest loop forever (the thread ends with the process).
-pub fn run(client: redis::Client, source: RedisSource, hub: Arc<Hub>, status: Arc<IngestStatus>) {
+pub fn run(
+    client: redis::Client,
+    source: RedisSource,
+    history_size: usize,
+    hub: Arc<Hub>,
+    status: Arc<IngestStatus>,
+) {
     let mut ingest = Ingest {
         hub,
         status,
         bad_log: RateLimitedLog::new(Duration::from_secs(10)),
         last_stream_id: None,
+        history_size,
     };
     let mut backoff = BACKOFF_MIN;
     let mut first_attempt = true;
@@ -96,6 +105,8 @@ struct Ingest {
     bad_log: RateLimitedLog,
     /// Streams mode: the id of the last entry handed to the hub.
     last_stream_id: Option<String>,
+    /// Streams mode: entries read into the history at start-up.
+    history_size: usize,
 }
 
 impl Ingest {
@@ -156,25 +167,36 @@ impl Ingest {
         }
         if self.last_stream_id.is_none() {
             // Start after the current last entry, resolved to a concrete id so
-            // that an outage before the first read loses nothing.
-            let last: redis::RedisResult<redis::streams::StreamRangeReply> =
+            // that an outage before the first read loses nothing; the tail
+            // before it fills the history, so a listener that reconnects to
+            // this (re)started node with an older id is replayed, not gapped.
+            let tail: redis::RedisResult<redis::streams::StreamRangeReply> =
                 redis::cmd("XREVRANGE")
                     .arg(key)
                     .arg("+")
                     .arg("-")
                     .arg("COUNT")
-                    .arg(1)
+                    .arg(self.history_size.max(1))
                     .query(&mut conn);
-            match last {
-                Ok(r) => {
-                    let id = r
-                        .ids
-                        .first()
-                        .map_or_else(|| "0-0".to_string(), |e| e.id.clone());
-                    self.last_stream_id = Some(id);
-                }
+            let tail = match tail {
+                Ok(r) => r.ids,
                 Err(e) => return e,
+            };
+            let last = tail
+                .first()
+                .map_or_else(|| "0-0".to_string(), |e| e.id.clone());
+            if self.history_size > 0 {
+                let envs = tail
+                    .iter()
+                    .rev()
+                    .filter_map(|entry| entry_envelopes(entry).ok())
+                    .flatten()
+                    .collect();
+                if let Err(e) = self.hub.preload(envs) {
+                    warn!("redis: stream tail not loaded into history: {e}");
+                }
             }
+            self.last_stream_id = Some(last);
         }
         let from = self.last_stream_id.clone().unwrap_or_default();
         self.up(&format!("reading stream {key:?} after {from}"));
@@ -196,22 +218,11 @@ impl Ingest {
             let Some(reply) = reply else { continue };
             let mut batch = Vec::new();
             for entry in reply.keys.into_iter().flat_map(|k| k.ids) {
-                let what = format!("stream entry {}", entry.id);
-                match entry.map.get("envelope") {
-                    Some(redis::Value::BulkString(bytes)) => {
-                        if let Some(envs) = self.decode(bytes, &what) {
-                            let single = envs.len() == 1;
-                            batch.extend(envs.into_iter().enumerate().map(|(i, mut env)| {
-                                env.id = Some(if single {
-                                    entry.id.clone()
-                                } else {
-                                    format!("{}.{i}", entry.id)
-                                });
-                                env
-                            }));
-                        }
+                match entry_envelopes(&entry) {
+                    Ok(envs) => batch.extend(envs),
+                    Err(why) => {
+                        self.reject(&format!("redis: stream entry {} refused: {why}", entry.id))
                     }
-                    _ => self.reject(&format!("{what}: no `envelope` field")),
                 }
                 self.last_stream_id = Some(entry.id);
             }
@@ -246,4 +257,27 @@ impl Ingest {
             Err(e) => self.reject(&format!("redis: batch refused: {e}")),
         }
     }
+}
+
+/// The envelopes of one stream entry, each with its SSE id: the entry id, or
+/// `<entry-id>.<i>` for element `i` of a batch of several. `Err` says why the
+/// entry is refused.
+fn entry_envelopes(entry: &StreamId) -> Result<Vec<envelope::Envelope>, String> {
+    let Some(redis::Value::BulkString(bytes)) = entry.map.get("envelope") else {
+        return Err("no `envelope` field".into());
+    };
+    let envs = envelope::decode(bytes).map_err(|e| e.to_string())?;
+    let single = envs.len() == 1;
+    Ok(envs
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut env)| {
+            env.id = Some(if single {
+                entry.id.clone()
+            } else {
+                format!("{}.{i}", entry.id)
+            });
+            env
+        })
+        .collect())
 }

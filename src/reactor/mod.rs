@@ -69,6 +69,9 @@ const WAKER: u64 = u64::MAX - 1;
 /// A message to a reactor.
 pub enum Msg {
     Events(Batch),
+    /// Events for the history only (a stream's tail read at start-up): they
+    /// are replayed on request but never delivered live.
+    History(Batch),
     Shutdown,
 }
 
@@ -109,6 +112,12 @@ impl Wake {
 impl Inbox {
     pub fn send_events(&self, batch: Batch) {
         if self.tx.send(Msg::Events(batch)).is_ok() {
+            self.wake.notify();
+        }
+    }
+
+    pub fn send_history(&self, batch: Batch) {
+        if self.tx.send(Msg::History(batch)).is_ok() {
             self.wake.notify();
         }
     }
@@ -682,6 +691,13 @@ impl Reactor {
         for _ in 0..INBOX_BATCH {
             match self.inbox.try_recv() {
                 Ok(Msg::Events(batch)) => events.extend(batch.iter().cloned()),
+                Ok(Msg::History(batch)) => {
+                    // Keep ingest order: what came before goes first.
+                    self.take_in(&mut events, now_ms);
+                    for ev in batch.iter() {
+                        self.history.push(ev);
+                    }
+                }
                 Ok(Msg::Shutdown) => {
                     self.stopping = true;
                     break;
@@ -690,14 +706,22 @@ impl Reactor {
             }
         }
         let more = !self.stopping && !self.inbox.is_empty();
-        if !events.is_empty() {
-            for ev in &events {
-                self.history.push(ev);
-            }
-            self.deliver(&events, now_ms);
-        }
+        self.take_in(&mut events, now_ms);
         self.events = events;
         more
+    }
+
+    /// Records drained events in the history, delivers them, and empties
+    /// `events`.
+    fn take_in(&mut self, events: &mut Vec<Arc<Event>>, now_ms: u64) {
+        if events.is_empty() {
+            return;
+        }
+        for ev in events.iter() {
+            self.history.push(ev);
+        }
+        self.deliver(events, now_ms);
+        events.clear();
     }
 
     /// Delivers a run of events in order, each connection getting all of its

@@ -23,9 +23,9 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets -- -D warnings
-echo "== cargo test (unit, integration, doc)"
-cargo test --lib --bins --tests
-cargo test --doc
-bash scripts/test-ops.sh
 echo "== cargo bench --no-run (benchmarks are built, not run, here)"
 cargo bench --no-run
+echo "== cargo test (unit and integration: real herald, real redis-server)"
+cargo test --lib --bins --tests
+echo "== ops (sysctl profiles, systemd units, tune/install scripts, doctor)"
+bash scripts/test-ops.sh

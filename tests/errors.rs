@@ -33,6 +33,11 @@ fn raw(h: &Herald, raw: &[u8]) -> common::HttpResponse {
     c.response().clone()
 }
 
+/// One request on the admin listener.
+fn admin(h: &Herald, raw: &[u8]) -> common::HttpResponse {
+    http_exchange(h.admin_addr(), raw, EVENT_TIMEOUT).unwrap()
+}
+
 fn get(h: &Herald, path: &str, headers: &[(&str, &str)]) -> common::HttpResponse {
     let mut c = h.connect(path, headers);
     assert!(
@@ -192,7 +197,7 @@ fn publish_without_right_token_is_401_unauthorized() {
                 .unwrap_or_default(),
             body.len()
         );
-        let r = http_exchange(h.admin_addr(), req.as_bytes(), EVENT_TIMEOUT).unwrap();
+        let r = admin(&h, req.as_bytes());
         assert_problem(&r, 401, "unauthorized", "Unauthorized");
     }
     // Basic auth with the right secret is not a bearer token.
@@ -201,7 +206,7 @@ fn publish_without_right_token_is_401_unauthorized() {
          Content-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    let r = http_exchange(h.admin_addr(), req.as_bytes(), EVENT_TIMEOUT).unwrap();
+    let r = admin(&h, req.as_bytes());
     assert_problem(&r, 401, "unauthorized", "Unauthorized");
     let (status, reply) = h.publish_with_token(body, Some("pub-s3cret"));
     assert_eq!(status, 202, "{reply}");
@@ -228,12 +233,7 @@ fn unknown_path_is_404() {
         let r = get(&h, path, &[]);
         assert_problem(&r, 404, "not_found", "Not Found");
     }
-    let r = http_exchange(
-        h.admin_addr(),
-        b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n",
-        EVENT_TIMEOUT,
-    )
-    .unwrap();
+    let r = admin(&h, b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_problem(&r, 404, "not_found", "Not Found");
 }
 
@@ -257,12 +257,7 @@ fn wrong_method_is_405_with_allow() {
     assert_problem(&r, 405, "method_not_allowed", "Method Not Allowed");
     assert!(r.header("allow").is_some_and(|a| a.contains("GET")));
     // Admin: GET /publish.
-    let r = http_exchange(
-        h.admin_addr(),
-        b"GET /publish HTTP/1.1\r\nHost: x\r\n\r\n",
-        EVENT_TIMEOUT,
-    )
-    .unwrap();
+    let r = admin(&h, b"GET /publish HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_problem(&r, 405, "method_not_allowed", "Method Not Allowed");
     assert!(r
         .header("allow")

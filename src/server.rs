@@ -100,13 +100,12 @@ pub fn run(prepared: Prepared) -> Result<(), StartError> {
 
     let stats: Arc<[Arc<Stats>]> = (0..workers).map(|_| Arc::new(Stats::default())).collect();
     let status = Arc::new(IngestStatus::new(redis.is_some()));
-    let health_status = status.clone();
     let cfg = Arc::new(cfg);
     let shared = Arc::new(Shared {
-        cfg: (*cfg).clone(),
+        cfg: cfg.clone(),
         verifier,
         stats: stats.clone(),
-        health: Box::new(move || health_status.health_json()),
+        status: status.clone(),
     });
 
     let cores = core_affinity::get_core_ids().unwrap_or_default();

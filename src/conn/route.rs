@@ -3,6 +3,7 @@
 
 use crate::config::Config;
 use crate::hub::filter::Filter;
+use crate::ingest::IngestStatus;
 
 use super::auth::{Identity, Verifier};
 use super::http::{parse_query, Method, Request};
@@ -32,8 +33,8 @@ pub struct StreamRequest {
 pub struct RouteCtx<'a> {
     pub cfg: &'a Config,
     pub verifier: &'a Verifier,
-    /// Body of `GET /health`.
-    pub health: &'a dyn Fn() -> String,
+    /// Ingest state, for `GET /health`.
+    pub status: &'a IngestStatus,
 }
 
 /// Decides what a request gets.
@@ -58,7 +59,7 @@ pub fn route(req: &Request, ctx: &RouteCtx<'_>) -> Action {
                 200,
                 "application/json",
                 &cors,
-                &(ctx.health)(),
+                &ctx.status.health_json(),
             )),
             _ => refuse(
                 Problem::MethodNotAllowed,
@@ -121,13 +122,13 @@ mod tests {
         let Head::Complete(req) = parse_head(raw.as_bytes()) else {
             panic!("incomplete")
         };
-        let health = || "{\"status\":\"ok\"}".to_string();
+        let status = IngestStatus::new(false);
         route(
             &req,
             &RouteCtx {
                 cfg: &cfg,
                 verifier: &verifier,
-                health: &health,
+                status: &status,
             },
         )
     }

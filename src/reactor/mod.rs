@@ -35,6 +35,7 @@ use crate::conn::route::{route, Action, RouteCtx, StreamRequest};
 use crate::conn::State;
 use crate::hub::history::{gap_frame, History, Listener};
 use crate::hub::{sse, Batch, Event, Target};
+use crate::ingest::IngestStatus;
 use crate::sys::{self, poll::Poller, poll::Waker};
 
 use conn::{Conn, Pending};
@@ -131,11 +132,11 @@ impl Inbox {
 
 /// Read-only state every reactor sees.
 pub struct Shared {
-    pub cfg: Config,
+    pub cfg: Arc<Config>,
     pub verifier: Verifier,
     pub stats: Arc<[Arc<Stats>]>,
-    /// Body of `GET /health`.
-    pub health: Box<dyn Fn() -> String + Send + Sync>,
+    /// Ingest state, for `GET /health`.
+    pub status: Arc<IngestStatus>,
 }
 
 /// Builds a reactor's inbox pair.
@@ -418,7 +419,7 @@ impl Reactor {
                             let ctx = RouteCtx {
                                 cfg: &self.shared.cfg,
                                 verifier: &self.shared.verifier,
-                                health: &*self.shared.health,
+                                status: &self.shared.status,
                             };
                             match route(&req, &ctx) {
                                 Action::Respond(bytes) => {

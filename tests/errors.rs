@@ -33,6 +33,15 @@ fn raw(h: &Herald, raw: &[u8]) -> common::HttpResponse {
     c.response().clone()
 }
 
+fn assert_431(r: &common::HttpResponse) {
+    assert_problem(
+        r,
+        431,
+        "headers_too_large",
+        "Request Header Fields Too Large",
+    );
+}
+
 /// One request on the admin listener.
 fn admin(h: &Herald, raw: &[u8]) -> common::HttpResponse {
     http_exchange(h.admin_addr(), raw, EVENT_TIMEOUT).unwrap()
@@ -271,21 +280,11 @@ fn head_over_8k_is_431() {
     // One huge header.
     let req = format!("GET /sse HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n");
     let r = raw(&h, req.as_bytes());
-    assert_problem(
-        &r,
-        431,
-        "headers_too_large",
-        "Request Header Fields Too Large",
-    );
+    assert_431(&r);
     // A huge request line.
     let req = format!("GET /sse?pad={big} HTTP/1.1\r\nHost: x\r\n\r\n");
     let r = raw(&h, req.as_bytes());
-    assert_problem(
-        &r,
-        431,
-        "headers_too_large",
-        "Request Header Fields Too Large",
-    );
+    assert_431(&r);
     // Many small headers adding up past 8 KiB.
     let mut req = String::from("GET /sse HTTP/1.1\r\nHost: x\r\n");
     for i in 0..50 {
@@ -293,12 +292,7 @@ fn head_over_8k_is_431() {
     }
     req.push_str("\r\n");
     let r = raw(&h, req.as_bytes());
-    assert_problem(
-        &r,
-        431,
-        "headers_too_large",
-        "Request Header Fields Too Large",
-    );
+    assert_431(&r);
     // A head just under the limit is fine (then 401: no token).
     let req = format!(
         "GET /sse HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\n\r\n",

@@ -232,12 +232,12 @@ fn summarize(o: &Options, procs: usize, fleet: &Fleet, i: SummaryInput<'_>) -> S
         let mut completion = Histogram::default();
         let mut last = 0;
         for (n, &t) in e.publish_us.iter().enumerate() {
-            if let Some(&rx) = m.last_delivery_us.get(n).filter(|&&rx| rx > 0) {
+            if let Some(&rx) = m.total.last_delivery_us.get(n).filter(|&&rx| rx > 0) {
                 completion.record(rx.saturating_sub(t));
                 last = last.max(rx);
             }
         }
-        let delivered = m.progress.unique;
+        let delivered = m.total.progress.unique;
         let span_s = e
             .publish_us
             .first()
@@ -262,15 +262,15 @@ fn summarize(o: &Options, procs: usize, fleet: &Fleet, i: SummaryInput<'_>) -> S
                 _ => None,
             },
             armed_listeners: e.armed,
-            expected: m.progress.expected,
+            expected: m.total.progress.expected,
             delivered,
-            lost: m.progress.expected.saturating_sub(delivered),
-            duplicates: m.progress.duplicates,
-            gaps: m.gaps,
-            strays: m.strays,
-            unarmed: m.unarmed,
-            history_gaps: m.history_gaps,
-            latency_ms: Quantiles::from_us(&m.latency_us),
+            lost: m.total.progress.expected.saturating_sub(delivered),
+            duplicates: m.total.progress.duplicates,
+            gaps: m.total.gaps,
+            strays: m.total.strays,
+            unarmed: m.total.unarmed,
+            history_gaps: m.total.history_gaps,
+            latency_ms: Quantiles::from_us(&m.total.latency_us),
             completion_ms: Quantiles::from_us(&completion),
             deliveries_per_s: if span_s > 0.0 {
                 delivered as f64 / span_s
@@ -281,8 +281,9 @@ fn summarize(o: &Options, procs: usize, fleet: &Fleet, i: SummaryInput<'_>) -> S
     });
     let storm = i.events.as_ref().and_then(|e| {
         let at = e.storm_at_us?;
-        let st = m.progress.storm.clone().unwrap_or_default();
+        let st = m.total.progress.storm.clone().unwrap_or_default();
         let reconnect_failures = m
+            .total
             .failures
             .iter()
             .filter(|(k, _)| k.starts_with("reconnect: "))
@@ -307,6 +308,7 @@ fn summarize(o: &Options, procs: usize, fleet: &Fleet, i: SummaryInput<'_>) -> S
         })
     });
     let failures = m
+        .total
         .failures
         .iter()
         .filter(|(k, _)| !k.starts_with("reconnect: "))
@@ -323,7 +325,7 @@ fn summarize(o: &Options, procs: usize, fleet: &Fleet, i: SummaryInput<'_>) -> S
             requested: o.connections,
             open,
             failed: i.held.failed,
-            dropped: m.progress.dropped,
+            dropped: m.total.progress.dropped,
             failures,
             seconds: i.connect_secs,
             per_second: (open + i.held.failed) as f64 / i.connect_secs.max(1e-9),
@@ -331,9 +333,9 @@ fn summarize(o: &Options, procs: usize, fleet: &Fleet, i: SummaryInput<'_>) -> S
         server,
         kernel: report::kernel(&s0.kernel, &s2.kernel, open),
         client: report::Client {
-            rss_kb: m.rss_kb,
-            rss_per_conn_bytes: report::per_conn(m.rss_kb, 0, 1024.0, open),
-            cpu_s: m.cpu_s,
+            rss_kb: m.total.rss_kb,
+            rss_per_conn_bytes: report::per_conn(m.total.rss_kb, 0, 1024.0, open),
+            cpu_s: m.total.cpu_s,
         },
         events,
         storm,

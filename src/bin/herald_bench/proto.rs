@@ -144,3 +144,30 @@ pub struct Report {
     pub rss_kb: u64,
     pub cpu_s: f64,
 }
+
+impl Report {
+    /// Adds another worker's report: counts summed, latencies merged, the
+    /// latest delivery per event kept.
+    pub fn add(&mut self, r: &Report) {
+        self.progress.add(&r.progress);
+        for (k, v) in &r.failures {
+            *self.failures.entry(k.clone()).or_default() += v;
+        }
+        self.latency_us.merge(&r.latency_us);
+        if self.last_delivery_us.len() < r.last_delivery_us.len() {
+            self.last_delivery_us.resize(r.last_delivery_us.len(), 0);
+        }
+        for (a, b) in self.last_delivery_us.iter_mut().zip(&r.last_delivery_us) {
+            *a = (*a).max(*b);
+        }
+        self.gaps += r.gaps;
+        self.strays += r.strays;
+        self.unarmed += r.unarmed;
+        self.history_gaps += r.history_gaps;
+        self.other_events += r.other_events;
+        self.comments += r.comments;
+        self.bytes_read += r.bytes_read;
+        self.rss_kb += r.rss_kb;
+        self.cpu_s += r.cpu_s;
+    }
+}

@@ -161,16 +161,8 @@ impl Quantiles {
 #[derive(Default)]
 pub struct Merged {
     pub reports: usize,
-    pub progress: proto::Progress,
-    pub failures: BTreeMap<String, u64>,
-    pub latency_us: Histogram,
-    pub last_delivery_us: Vec<u64>,
-    pub gaps: u64,
-    pub strays: u64,
-    pub unarmed: u64,
-    pub history_gaps: u64,
-    pub rss_kb: u64,
-    pub cpu_s: f64,
+    /// Every worker's figures added up (see [`proto::Report::add`]).
+    pub total: proto::Report,
     /// When the last worker's storm listeners were all back or given up.
     pub storm_done_us: Option<u64>,
     /// Workers whose storm had not finished when they reported.
@@ -179,28 +171,11 @@ pub struct Merged {
 
 impl Merged {
     pub fn add(&mut self, r: &proto::Report) {
-        let p = &r.progress;
-        self.progress.add(p);
-        if let Some(s) = &p.storm {
+        if let Some(s) = &r.progress.storm {
             self.storm_done_us = self.storm_done_us.max(s.done_unix_us);
             self.storm_unfinished += usize::from(s.done_unix_us.is_none());
         }
-        for (k, v) in &r.failures {
-            *self.failures.entry(k.clone()).or_default() += v;
-        }
-        self.latency_us.merge(&r.latency_us);
-        if self.last_delivery_us.len() < r.last_delivery_us.len() {
-            self.last_delivery_us.resize(r.last_delivery_us.len(), 0);
-        }
-        for (a, b) in self.last_delivery_us.iter_mut().zip(&r.last_delivery_us) {
-            *a = (*a).max(*b);
-        }
-        self.gaps += r.gaps;
-        self.strays += r.strays;
-        self.unarmed += r.unarmed;
-        self.history_gaps += r.history_gaps;
-        self.rss_kb += r.rss_kb;
-        self.cpu_s += r.cpu_s;
+        self.total.add(r);
         self.reports += 1;
     }
 }

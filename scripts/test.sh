@@ -25,7 +25,11 @@ echo "== cargo clippy"
 cargo clippy --all-targets -- -D warnings
 echo "== cargo bench --no-run (benchmarks are built, not run, here)"
 cargo bench --no-run
-echo "== cargo test (unit and integration: real herald, real redis-server)"
-cargo test --lib --bins --tests
+# The integration suite runs once per I/O backend, the way mio's CI forces
+# its fallback selector: a behaviour difference between them is a bug.
+echo "== cargo test (unit, and integration under IO_BACKEND=epoll: real herald, real redis-server)"
+HERALD_TEST_IO_BACKEND=epoll cargo test --lib --bins --tests
+echo "== cargo test (integration again under IO_BACKEND=uring)"
+HERALD_TEST_IO_BACKEND=uring cargo test --test '*'
 echo "== ops (sysctl profiles, systemd units, tune/install scripts, doctor)"
 bash scripts/test-ops.sh

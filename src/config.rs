@@ -31,7 +31,7 @@ pub const VARS: &[(&str, &str, &str)] = &[
     (
         "IO_BACKEND",
         "auto",
-        "auto | epoll | uring (this build: epoll)",
+        "auto | epoll | uring: auto uses io_uring when the probe passes, else epoll",
     ),
     (
         "JWT_SECRET",
@@ -332,12 +332,6 @@ impl Config {
                 ("uring", IoBackend::Uring),
             ],
         )?;
-        if io_backend == IoBackend::Uring {
-            return Err(err(
-                "IO_BACKEND",
-                "io_uring is not available: this build has only the epoll backend",
-            ));
-        }
 
         let jwt_secret = env.get("JWT_SECRET");
         let jwt_public_key = match (env.get("JWT_PUBLIC_KEY"), env.get("JWT_PUBLIC_KEY_FILE")) {
@@ -560,7 +554,6 @@ mod tests {
             ("PIN_CORES", "maybe"),
             ("HEARTBEAT_MODE", "loud"),
             ("IO_BACKEND", "kqueue"),
-            ("IO_BACKEND", "uring"),
             ("MAX_PENDING_BYTES", "-1"),
             ("LOG_LEVEL", "chatty"),
             ("APP_ENV", "staging"),

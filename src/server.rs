@@ -11,9 +11,11 @@ use nix::sys::signal::{SigSet, Signal};
 use crate::admin::Admin;
 use crate::config::{Config, IoBackend};
 use crate::conn::auth::Verifier;
+use crate::hub::inbox;
+use crate::hub::status::IngestStatus;
 use crate::hub::Hub;
-use crate::ingest::IngestStatus;
-use crate::reactor::{self, Reactor, Shared, Stats};
+use crate::reactor::driver::{self, Backend, Parts};
+use crate::reactor::{Shared, Stats};
 use crate::sys;
 
 /// A start-up failure that is not a configuration mistake (exit code 1).
@@ -32,6 +34,8 @@ pub struct Prepared {
     pub cfg: Config,
     pub verifier: Verifier,
     pub redis: Option<redis::Client>,
+    /// The I/O driver `IO_BACKEND` resolved to on this host.
+    pub backend: Backend,
 }
 
 impl Prepared {
@@ -42,11 +46,37 @@ impl Prepared {
             .as_ref()
             .map(crate::ingest::redis::client)
             .transpose()?;
+        let backend = choose_backend(cfg.io_backend)?;
         Ok(Self {
             cfg,
             verifier,
             redis,
+            backend,
         })
+    }
+}
+
+/// `IO_BACKEND` on this host: `auto` takes io_uring when the probe passes
+/// and says in one line why not otherwise; `uring` that cannot be had is a
+/// configuration error (exit 2).
+pub fn choose_backend(wanted: IoBackend) -> Result<Backend, crate::config::ConfigError> {
+    match wanted {
+        IoBackend::Epoll => Ok(Backend::Epoll),
+        IoBackend::Uring => {
+            sys::uring::probe()
+                .map(|()| Backend::Uring)
+                .map_err(|why| crate::config::ConfigError {
+                    var: "IO_BACKEND",
+                    message: format!("io_uring is not available here: {why}"),
+                })
+        }
+        IoBackend::Auto => Ok(match sys::uring::probe() {
+            Ok(()) => Backend::Uring,
+            Err(why) => {
+                info!("IO_BACKEND=auto: io_uring unavailable ({why}); using epoll");
+                Backend::Epoll
+            }
+        }),
     }
 }
 
@@ -56,6 +86,7 @@ pub fn run(prepared: Prepared) -> Result<(), StartError> {
         cfg,
         verifier,
         redis,
+        backend,
     } = prepared;
     // Signals are blocked before any thread starts, so every thread inherits
     // the mask and only the main thread's sigwait sees them.
@@ -74,9 +105,6 @@ pub fn run(prepared: Prepared) -> Result<(), StartError> {
             cfg.max_connections,
             nofile.saturating_sub(64)
         );
-    }
-    if cfg.io_backend == IoBackend::Auto {
-        info!("IO_BACKEND=auto: using epoll (this build has no io_uring backend)");
     }
 
     let workers = cfg.workers;
@@ -104,8 +132,8 @@ pub fn run(prepared: Prepared) -> Result<(), StartError> {
     let shared = Arc::new(Shared {
         cfg: cfg.clone(),
         verifier,
-        stats: stats.clone(),
         status: status.clone(),
+        open: Default::default(),
     });
 
     let cores = core_affinity::get_core_ids().unwrap_or_default();
@@ -113,10 +141,18 @@ pub fn run(prepared: Prepared) -> Result<(), StartError> {
     let mut handles = Vec::with_capacity(workers);
     for (i, listener) in listeners.into_iter().enumerate() {
         let (inbox, rx, wake) =
-            reactor::inbox().map_err(|e| StartError(format!("cannot create eventfd: {e}")))?;
-        let reactor = Reactor::new(i, shared.clone(), listener, rx, wake, per_reactor)
-            .map_err(|e| StartError(format!("cannot create reactor {i}: {e}")))?;
+            inbox::inbox().map_err(|e| StartError(format!("cannot create eventfd: {e}")))?;
+        let parts = Parts {
+            index: i,
+            shared: shared.clone(),
+            stats: stats[i].clone(),
+            listener,
+            inbox: rx,
+            wake,
+            capacity: per_reactor,
+        };
         let core = (cfg.pin_cores && !cores.is_empty()).then(|| cores[i % cores.len()]);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let handle = std::thread::Builder::new()
             .name(format!("reactor-{i}"))
             .spawn(move || {
@@ -125,9 +161,21 @@ pub fn run(prepared: Prepared) -> Result<(), StartError> {
                         warn!("reactor {i}: could not pin to core {}", core.id);
                     }
                 }
-                reactor.run();
+                driver::run(backend, parts, |r| {
+                    let _ = ready_tx.send(r);
+                });
             })
             .map_err(|e| StartError(format!("cannot spawn reactor {i}: {e}")))?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                return Err(StartError(format!(
+                    "cannot start reactor {i} ({}): {e}",
+                    backend.name()
+                )))
+            }
+            Err(_) => return Err(StartError(format!("reactor {i} ended during start-up"))),
+        }
         inboxes.push(inbox);
         handles.push(handle);
     }
@@ -150,8 +198,10 @@ pub fn run(prepared: Prepared) -> Result<(), StartError> {
     sys::notify::ready(&format!("listening on {}", cfg.listen_addr));
     sys::notify::start_watchdog();
     info!(
-        "herald listening on {} (admin {}), {workers} reactor(s), fd limit {nofile}",
-        cfg.listen_addr, cfg.admin_addr
+        "herald listening on {} (admin {}), {workers} reactor(s) on {}, fd limit {nofile}",
+        cfg.listen_addr,
+        cfg.admin_addr,
+        backend.name()
     );
 
     let sig = signals

@@ -13,8 +13,9 @@ use log::{debug, warn};
 use crate::config::Config;
 use crate::conn::http::{parse_head, Head, Method, Request, MAX_HEAD_BYTES};
 use crate::conn::response::{self, Problem};
+use crate::hub::status::{IngestStatus, RedisState};
 use crate::hub::{envelope, Hub};
-use crate::ingest::{IngestStatus, RateLimitedLog, RedisState};
+use crate::ingest::RateLimitedLog;
 use crate::reactor::Stats;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
@@ -194,7 +195,9 @@ impl Admin {
     }
 
     fn publish(&self, body: &[u8]) -> Vec<u8> {
-        match envelope::decode(body).and_then(|envs| self.hub.publish(envs)) {
+        match envelope::decode(body)
+            .and_then(|envs| self.hub.publish(envs, crate::sys::clock::unix_ms()))
+        {
             Ok(n) => {
                 self.status.published.fetch_add(n as u64, Relaxed);
                 response::simple(

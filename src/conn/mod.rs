@@ -8,6 +8,7 @@ pub mod auth;
 pub mod http;
 pub mod response;
 pub mod route;
+pub mod session;
 
 use std::fmt;
 

@@ -3,7 +3,7 @@
 
 use crate::config::Config;
 use crate::hub::filter::Filter;
-use crate::ingest::IngestStatus;
+use crate::hub::status::IngestStatus;
 
 use super::auth::{Identity, Verifier};
 use super::http::{parse_query, Method, Request};

@@ -11,11 +11,13 @@ pub mod envelope;
 pub mod filter;
 pub mod history;
 pub mod ids;
+pub mod inbox;
 pub mod sse;
+pub mod status;
 
 use std::sync::{Arc, Mutex};
 
-use crate::reactor::Inbox;
+use inbox::Inbox;
 
 /// Who an event is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,8 +80,9 @@ impl Hub {
     pub fn publish(
         &self,
         envelopes: Vec<envelope::Envelope>,
+        now_unix_ms: u64,
     ) -> Result<usize, envelope::EnvelopeError> {
-        self.send(envelopes, Inbox::send_events)
+        self.send(envelopes, now_unix_ms, Inbox::send_events)
     }
 
     /// Like [`Hub::publish`], but the events only fill every reactor's
@@ -88,13 +91,15 @@ impl Hub {
     pub fn preload(
         &self,
         envelopes: Vec<envelope::Envelope>,
+        now_unix_ms: u64,
     ) -> Result<usize, envelope::EnvelopeError> {
-        self.send(envelopes, Inbox::send_history)
+        self.send(envelopes, now_unix_ms, Inbox::send_history)
     }
 
     fn send(
         &self,
         envelopes: Vec<envelope::Envelope>,
+        now_ms: u64,
         send: fn(&Inbox, Batch),
     ) -> Result<usize, envelope::EnvelopeError> {
         if envelopes.is_empty() {
@@ -103,7 +108,6 @@ impl Hub {
         // One lock covers id assignment and sending, so that every inbox
         // receives batches in the same order as their ids.
         let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
-        let now_ms = crate::sys::clock::unix_ms();
         let batch: Batch = envelopes
             .into_iter()
             .map(|env| {

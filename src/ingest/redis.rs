@@ -25,7 +25,8 @@ use redis::streams::{StreamId, StreamReadReply};
 use crate::config::{ConfigError, RedisConfig, RedisSource};
 use crate::hub::{envelope, Hub};
 
-use super::{IngestStatus, RateLimitedLog, RedisState};
+use super::RateLimitedLog;
+use crate::hub::status::{IngestStatus, RedisState};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -192,7 +193,7 @@ impl Ingest {
                     .filter_map(|entry| entry_envelopes(entry).ok())
                     .flatten()
                     .collect();
-                if let Err(e) = self.hub.preload(envs) {
+                if let Err(e) = self.hub.preload(envs, crate::sys::clock::unix_ms()) {
                     warn!("redis: stream tail not loaded into history: {e}");
                 }
             }
@@ -248,7 +249,7 @@ impl Ingest {
     }
 
     fn publish(&mut self, envs: Vec<envelope::Envelope>) {
-        match self.hub.publish(envs) {
+        match self.hub.publish(envs, crate::sys::clock::unix_ms()) {
             Ok(n) => {
                 self.status
                     .published

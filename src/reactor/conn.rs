@@ -4,6 +4,7 @@
 
 use std::os::fd::OwnedFd;
 
+use crate::conn::session::HeadBuf;
 use crate::conn::State;
 use crate::hub::filter::Filter;
 use crate::hub::Event;
@@ -29,10 +30,8 @@ pub struct Conn {
     /// idleness).
     pub last_write: u32,
     pub filter: Option<Box<Filter>>,
-    /// Request bytes read so far; only while reading the head.
-    // Boxed: 8 bytes in every idle connection instead of 24.
-    #[allow(clippy::box_collection)]
-    pub head: Option<Box<Vec<u8>>>,
+    /// Request bytes read so far; only while a head arrives in pieces.
+    pub head: HeadBuf,
 }
 
 impl Conn {
@@ -60,16 +59,37 @@ impl Conn {
     }
 }
 
-/// Output the kernel would not take yet.
+/// Output not yet taken by the kernel: bytes a completion driver has in
+/// flight, and a queue behind them (or behind a full socket).
 pub struct Pending {
     pub buf: Vec<u8>,
     /// Bytes of `buf` already written.
     pub off: usize,
+    /// Bytes handed to a completion driver and not yet reported sent.
+    pub inflight: usize,
 }
 
 impl Pending {
+    /// A queue holding the unsent tail of a write.
+    pub fn queued(buf: Vec<u8>) -> Self {
+        Self {
+            buf,
+            off: 0,
+            inflight: 0,
+        }
+    }
+
+    /// A send of `bytes` in flight, nothing queued behind it yet.
+    pub fn in_flight(bytes: usize) -> Self {
+        Self {
+            buf: Vec::new(),
+            off: 0,
+            inflight: bytes,
+        }
+    }
+
     pub fn unsent(&self) -> usize {
-        self.buf.len() - self.off
+        self.buf.len() - self.off + self.inflight
     }
 
     /// Queues `bytes` behind what is unsent. Sent bytes are dropped from the
@@ -91,10 +111,7 @@ mod tests {
 
     #[test]
     fn pending_drops_sent_bytes_instead_of_growing() {
-        let mut p = Pending {
-            buf: Vec::new(),
-            off: 0,
-        };
+        let mut p = Pending::queued(Vec::new());
         for _ in 0..10_000 {
             p.append(&[7u8; 100]);
             p.off += 100; // the socket took it all but keeps lagging

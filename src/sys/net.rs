@@ -3,7 +3,7 @@
 use std::io;
 use std::mem::MaybeUninit;
 use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -96,6 +96,6 @@ fn to_socket_addr(storage: &libc::sockaddr_storage) -> SocketAddr {
 
 /// Half-closes the write side, so the peer sees the end of a response while we
 /// keep draining what it still sends (avoids a reset that eats the response).
-pub fn shutdown_write(fd: &OwnedFd) {
+pub fn shutdown_write(fd: BorrowedFd<'_>) {
     let _ = nix::sys::socket::shutdown(fd.as_raw_fd(), nix::sys::socket::Shutdown::Write);
 }

@@ -109,13 +109,26 @@ pub fn unix_ms() -> u64 {
 
 pub const HERALD: &str = env!("CARGO_BIN_EXE_herald");
 
+/// The `IO_BACKEND` every herald of this test run uses: the runner's
+/// `HERALD_TEST_IO_BACKEND` (`scripts/test.sh` runs the suite once with
+/// `epoll` and once with `uring`), else herald's own default.
+pub fn test_backend() -> Option<String> {
+    std::env::var("HERALD_TEST_IO_BACKEND")
+        .ok()
+        .filter(|b| !b.is_empty())
+}
+
 /// Builds the command for `herald` with a clean environment: only `PATH`, the
-/// harness defaults and `envs` (later entries win).
+/// test run's `IO_BACKEND`, the harness defaults and `envs` (later entries
+/// win).
 fn herald_command(envs: &[(&str, &str)], defaults: &[(&str, String)]) -> Command {
     let mut cmd = Command::new(HERALD);
     cmd.env_clear();
     if let Ok(path) = std::env::var("PATH") {
         cmd.env("PATH", path);
+    }
+    if let Some(backend) = test_backend() {
+        cmd.env("IO_BACKEND", backend);
     }
     for (k, v) in defaults {
         cmd.env(k, v);

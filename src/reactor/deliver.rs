@@ -1,0 +1,182 @@
+//! Draining the inbox and matching events to connections.
+//!
+//! Every drained event goes into the history first, then to its listeners:
+//! targeted events through the user index, broadcasts over the streaming
+//! connections. Each connection gets all of its events of one drain in one
+//! send. Nothing here allocates per call: the scratch vectors live in the
+//! core and keep their capacity.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crossbeam_channel::TryRecvError;
+
+use super::users::NIL;
+use super::{Core, Out, Transport, INBOX_BATCH};
+use crate::conn::State;
+use crate::hub::inbox::Msg;
+use crate::hub::{Event, Target};
+
+/// Pieces per send built on the stack; more events than this for one
+/// connection in one drain go out in several sends, in order.
+const OUT_BATCH: usize = 64;
+
+impl<T: Transport> Core<T> {
+    /// Drains at most [`INBOX_BATCH`] messages and delivers their events.
+    /// Returns true when more are waiting; a shutdown message sets
+    /// `stopping`.
+    pub fn drain_inbox(&mut self, now_ms: u64) -> bool {
+        let mut events = std::mem::take(&mut self.events);
+        events.clear();
+        for _ in 0..INBOX_BATCH {
+            match self.inbox.try_recv() {
+                Ok(Msg::Events(batch)) => events.extend(batch.iter().cloned()),
+                Ok(Msg::History(batch)) => {
+                    // Keep ingest order: what came before goes first.
+                    self.take_in(&mut events, now_ms);
+                    for ev in batch.iter() {
+                        self.history.push(ev);
+                    }
+                }
+                Ok(Msg::Shutdown) => {
+                    self.stopping = true;
+                    break;
+                }
+                Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => break,
+            }
+        }
+        let more = !self.stopping && !self.inbox.is_empty();
+        self.take_in(&mut events, now_ms);
+        self.events = events;
+        more
+    }
+
+    /// Whether the inbox holds anything (a driver drains only then).
+    pub fn inbox_waiting(&self) -> bool {
+        !self.inbox.is_empty()
+    }
+
+    /// Records drained events in the history, delivers them, and empties
+    /// `events`.
+    fn take_in(&mut self, events: &mut Vec<Arc<Event>>, now_ms: u64) {
+        if events.is_empty() {
+            return;
+        }
+        for ev in events.iter() {
+            self.history.push(ev);
+        }
+        self.deliver(events, now_ms);
+        events.clear();
+    }
+
+    /// Delivers a run of events in order, each connection getting all of its
+    /// matching events in one send.
+    fn deliver(&mut self, events: &[Arc<Event>], now_ms: u64) {
+        let mut targeted = std::mem::take(&mut self.targeted);
+        let mut keys = std::mem::take(&mut self.keys);
+        let mut picked = std::mem::take(&mut self.picked);
+        let mut bcast = std::mem::take(&mut self.bcast);
+        self.match_targets(events, &mut targeted);
+        // For each event: `Some(None)` goes to everyone, `Some(Some(app))` to
+        // one app's listeners, `None` is targeted (or for an app nobody here
+        // listens to).
+        bcast.clear();
+        bcast.extend(events.iter().map(|ev| match (&ev.target, &ev.app) {
+            (Target::All, None) => Some(None),
+            (Target::All, Some(a)) => self.users.find_app(a).map(Some),
+            _ => None,
+        }));
+        keys.clear();
+        if bcast.iter().any(Option::is_some) {
+            let streaming = self
+                .conns
+                .iter()
+                .filter(|(_, c)| c.state == State::Streaming);
+            keys.extend(streaming.map(|(k, _)| k as u32));
+        } else {
+            keys.extend(targeted.iter().map(|&(k, _)| k));
+            keys.dedup();
+        }
+        let mut delivered = 0u64;
+        let mut t = 0;
+        for &key in &keys {
+            while t < targeted.len() && targeted[t].0 < key {
+                t += 1;
+            }
+            picked.clear();
+            let Some(conn) = self.conns.get(key as usize) else {
+                continue;
+            };
+            if conn.state != State::Streaming {
+                continue;
+            }
+            for (i, ev) in events.iter().enumerate() {
+                let wanted = match bcast[i] {
+                    Some(None) => true,
+                    Some(Some(app)) => conn.app == app,
+                    None if t < targeted.len() && targeted[t] == (key, i as u32) => {
+                        t += 1;
+                        true
+                    }
+                    None => false,
+                };
+                if wanted && conn.wants(ev) {
+                    picked.push(i as u32);
+                }
+            }
+            delivered += picked.len() as u64;
+            self.write_events(key, events, &picked, now_ms);
+        }
+        self.stats.delivered.fetch_add(delivered, Ordering::Relaxed);
+        self.targeted = targeted;
+        self.keys = keys;
+        self.picked = picked;
+        self.bcast = bcast;
+    }
+
+    /// (connection, event index) pairs for the targeted events, sorted and
+    /// without duplicates.
+    fn match_targets(&self, events: &[Arc<Event>], out: &mut Vec<(u32, u32)>) {
+        out.clear();
+        for (i, ev) in events.iter().enumerate() {
+            let Target::Users(ids) = &ev.target else {
+                continue;
+            };
+            let apps = match &ev.app {
+                Some(a) => match self.users.find_app(a) {
+                    Some(ix) => ix..ix + 1,
+                    None => continue,
+                },
+                None => 0..self.users.app_count(),
+            };
+            for app in apps {
+                for id in ids.iter() {
+                    let Some(u) = self.users.find(app, id) else {
+                        continue;
+                    };
+                    let mut c = self.users.get(u).head;
+                    while c != NIL {
+                        out.push((c, i as u32));
+                        c = self.conns[c as usize].user_next;
+                    }
+                }
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+    }
+
+    /// Sends the `picked` events to one connection, [`OUT_BATCH`] pieces a
+    /// send (one send in all, almost always).
+    fn write_events(&mut self, key: u32, events: &[Arc<Event>], picked: &[u32], now_ms: u64) {
+        for group in picked.chunks(OUT_BATCH) {
+            let mut out = [Out::Bytes(&[]); OUT_BATCH];
+            for (slot, &i) in out.iter_mut().zip(group) {
+                *slot = Out::Event(&events[i as usize]);
+            }
+            if !self.write(key, &out[..group.len()], now_ms) {
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! The drivers that run a reactor's loop over its [`Core`]: [`epoll`]
+//! (readiness) and [`uring`] (completion). They move bytes and report what
+//! happened; the core decides. A behaviour that differs between them is a
+//! bug, so every integration test runs under each (`scripts/test.sh`).
+//!
+//! Both loops have the same turn: wait (not at all when the last turn left
+//! work behind, else until the next timer), read the monotonic clock once,
+//! hand every readiness or completion to the core, drain the inbox when
+//! woken, fire due timers.
+
+pub mod epoll;
+pub mod uring;
+
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+
+use crossbeam_channel::Receiver;
+
+use super::{Core, Shared, Stats};
+use crate::hub::inbox::{Msg, Wake};
+
+/// Which driver a reactor runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Epoll,
+    Uring,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Epoll => "epoll",
+            Backend::Uring => "io_uring",
+        }
+    }
+}
+
+/// What a reactor thread is started with.
+pub struct Parts {
+    pub index: usize,
+    pub shared: Arc<Shared>,
+    pub stats: Arc<Stats>,
+    pub listener: OwnedFd,
+    pub inbox: Receiver<Msg>,
+    pub wake: Arc<Wake>,
+    /// Connections to reserve room for.
+    pub capacity: usize,
+}
+
+/// Builds the driver on the calling thread (io_uring rings are
+/// single-issuer) and runs the reactor until a shutdown message arrives.
+/// `ready` is told whether the driver could be built.
+pub fn run(backend: Backend, parts: Parts, ready: impl FnOnce(std::io::Result<()>)) {
+    match backend {
+        Backend::Epoll => epoll::run(parts, ready),
+        Backend::Uring => uring::run(parts, ready),
+    }
+}
+
+fn core<T: super::Transport>(t: T, p: &Parts, now_ms: u64) -> Core<T> {
+    Core::new(
+        t,
+        p.index,
+        p.shared.clone(),
+        p.stats.clone(),
+        p.inbox.clone(),
+        p.capacity,
+        now_ms,
+    )
+}

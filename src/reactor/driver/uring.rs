@@ -1,0 +1,206 @@
+//! The completion driver: one io_uring per reactor.
+//!
+//! - Accepting is one multishot accept; the eventfd wake-up is one multishot
+//!   poll.
+//! - Every connection keeps one multishot receive armed, into a ring of
+//!   provided buffers: the request head arrives through it, and so does the
+//!   peer's close, so a streaming listener that leaves is seen at once
+//!   (`/connections`, presence), as under epoll. While nothing arrives the
+//!   connection holds no buffer.
+//! - A send is one `sendmsg` entry whose parts (event `Arc`s, or copies of
+//!   borrowed bytes) the ring keeps alive until the kernel is done. A
+//!   broadcast to N listeners is N entries and a few `io_uring_enter` calls.
+//!   Short sends are resumed while the connection lives; the core counts the
+//!   bytes still in flight against `MAX_PENDING_BYTES`.
+//! - Before a descriptor is closed, everything queued for it is cancelled
+//!   and submitted, so no request outlives it or reaches a reused number.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::sync::Arc;
+
+use log::{debug, warn};
+
+use super::Parts;
+use crate::hub::Event;
+use crate::reactor::{Core, Out, Sent, Transport};
+use crate::sys::{self, uring::Completion, uring::Ring, uring::RECV_BUF};
+
+/// Submission queue entries per ring (completions: four times as many).
+const RING_ENTRIES: u32 = 4096;
+/// How long accepting pauses after the process ran out of descriptors or
+/// memory.
+const ACCEPT_PAUSE_MS: u64 = 100;
+
+/// One part of a send, kept alive by the ring until it completes.
+pub enum Part {
+    Event(Arc<Event>),
+    Bytes(Vec<u8>),
+    Static(&'static [u8]),
+}
+
+impl AsRef<[u8]> for Part {
+    fn as_ref(&self) -> &[u8] {
+        match self {
+            Part::Event(ev) => &ev.frame,
+            Part::Bytes(b) => b,
+            Part::Static(b) => b,
+        }
+    }
+}
+
+/// The io_uring half of a reactor.
+pub struct Uring {
+    ring: Ring<Part>,
+}
+
+impl Transport for Uring {
+    fn register(&mut self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+        self.ring.recv(fd.as_raw_fd(), token)
+    }
+
+    fn send(&mut self, fd: BorrowedFd<'_>, token: u64, out: &[Out<'_>]) -> io::Result<Sent> {
+        let parts = out.iter().map(|o| match *o {
+            Out::Event(ev) => Part::Event(ev.clone()),
+            Out::Bytes(b) => Part::Bytes(b.to_vec()),
+            Out::Static(b) => Part::Static(b),
+        });
+        self.ring.send(fd.as_raw_fd(), token, parts)?;
+        Ok(Sent::Later)
+    }
+
+    fn shutdown_write(&mut self, fd: BorrowedFd<'_>) {
+        sys::net::shutdown_write(fd);
+    }
+
+    fn release(&mut self, fd: BorrowedFd<'_>, _token: u64) {
+        self.ring.cancel_fd(fd.as_raw_fd());
+    }
+}
+
+pub(super) fn run(parts: Parts, ready: impl FnOnce(io::Result<()>)) {
+    let built = Ring::new(RING_ENTRIES).and_then(|mut r| {
+        r.start(
+            parts.listener.as_raw_fd(),
+            parts.wake.waker().as_fd().as_raw_fd(),
+        )?;
+        Ok(r)
+    });
+    let ring = match built {
+        Ok(r) => r,
+        Err(e) => return ready(Err(e)),
+    };
+    ready(Ok(()));
+    let mut core = super::core(Uring { ring }, &parts, sys::clock::mono_ms());
+    let mut cqes = Vec::with_capacity(RING_ENTRIES as usize * 4);
+    let mut busy = true;
+    let mut accept_paused_until: Option<u64> = None;
+    loop {
+        let now_ms = sys::clock::mono_ms();
+        if accept_paused_until.is_some_and(|t| t <= now_ms) {
+            accept_paused_until = None;
+            if let Err(e) = core.transport().ring.restart_accept() {
+                warn!("reactor {}: cannot accept again: {e}", parts.index);
+            }
+        }
+        let timeout = match (busy, accept_paused_until) {
+            (true, _) => 0,
+            (false, Some(t)) => core.next_timeout(now_ms).min(t - now_ms),
+            (false, None) => core.next_timeout(now_ms),
+        };
+        if let Err(e) = core.transport().ring.wait(timeout, &mut cqes) {
+            warn!("reactor {}: io_uring_enter failed: {e}", parts.index);
+        }
+        let now_ms = sys::clock::mono_ms();
+        let mut woken = false;
+        for cqe in cqes.drain(..) {
+            let c = core.transport().ring.decode(&cqe);
+            match c {
+                Completion::Woken => {
+                    parts.wake.acknowledge();
+                    woken = true;
+                }
+                Completion::Accepted { fd: Ok(fd), .. } => {
+                    core.on_accept(fd, now_ms);
+                }
+                Completion::Accepted {
+                    fd: Err(e),
+                    stopped,
+                } => {
+                    // EMFILE/ENFILE/ENOBUFS: accept again a little later
+                    // rather than spin on the same failure.
+                    if stopped {
+                        accept_paused_until = Some(now_ms + ACCEPT_PAUSE_MS);
+                    }
+                    core.count_accept_error();
+                    debug!("reactor {}: accept failed: {e}", parts.index);
+                }
+                other => on_conn(&mut core, other, now_ms),
+            }
+        }
+        busy = false;
+        if (woken || core.inbox_waiting()) && core.drain_inbox(now_ms) {
+            busy = true;
+        }
+        if core.stopping() {
+            break;
+        }
+        core.on_tick(now_ms, sys::clock::unix_secs());
+    }
+    core.shutdown();
+    let mut rest = Vec::new();
+    let _ = core.transport().ring.wait(0, &mut rest);
+    drop(parts.listener);
+}
+
+/// A completion about one connection.
+fn on_conn(core: &mut Core<Uring>, c: Completion, now_ms: u64) {
+    match c {
+        Completion::Data {
+            token,
+            buf,
+            len,
+            rearm,
+        } => {
+            let mut chunk = [0u8; RECV_BUF];
+            let n = core.transport().ring.take_buffer(buf, len, &mut chunk);
+            if core.on_input(token, &chunk[..n], now_ms) && rearm {
+                rearm_recv(core, token);
+            }
+        }
+        Completion::Rearm { token } => rearm_recv(core, token),
+        Completion::Closed { token, result } => match result {
+            Ok(()) => core.on_closed(token, "peer closed"),
+            Err(e) => {
+                debug!("receive failed: {e}");
+                core.on_closed(token, "receive failed");
+            }
+        },
+        Completion::Sent {
+            token,
+            id,
+            result,
+            finished,
+        } => {
+            let wanted = core.on_sent(token, result, finished, now_ms);
+            if !finished {
+                let ring = &mut core.transport().ring;
+                if !wanted {
+                    ring.abandon(id);
+                } else if let Err(e) = ring.resume(id) {
+                    warn!("io_uring: cannot resume a send: {e}");
+                }
+            }
+        }
+        Completion::Woken | Completion::Accepted { .. } | Completion::None => {}
+    }
+}
+
+/// Arms the receive of a connection that is still open.
+fn rearm_recv(core: &mut Core<Uring>, token: u64) {
+    if let Some(fd) = core.fd(token).map(|fd| fd.as_raw_fd()) {
+        if let Err(e) = core.transport().ring.recv(fd, token) {
+            warn!("io_uring: cannot re-arm a receive: {e}");
+        }
+    }
+}

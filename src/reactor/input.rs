@@ -1,0 +1,102 @@
+//! Input: request bytes into the sans-IO session ([`crate::conn::session`]),
+//! and its verdict carried out: answer and close, or start a stream with its
+//! preface (response head, gap, replay).
+
+use std::sync::atomic::Ordering;
+
+use log::debug;
+
+use super::{Core, Out, Transport, CATCH_UP_ROUNDS, CLOSE_LINGER_MS};
+use crate::conn::route::{RouteCtx, StreamRequest};
+use crate::conn::session::{self, Step};
+use crate::conn::State;
+
+impl<T: Transport> Core<T> {
+    /// Bytes read from a connection. Returns false once the connection is
+    /// gone, so a driver stops reading it. Input after the head is ignored.
+    pub fn on_input(&mut self, token: u64, bytes: &[u8], now_ms: u64) -> bool {
+        let Some(key) = self.live(token) else {
+            return false;
+        };
+        if self.conns[key as usize].state != State::ReadingHead {
+            return true;
+        }
+        let step = session::on_bytes(
+            &mut self.conns[key as usize].head,
+            bytes,
+            &RouteCtx {
+                cfg: &self.shared.cfg,
+                verifier: &self.shared.verifier,
+                status: &self.shared.status,
+            },
+        );
+        match step {
+            Step::Continue => {}
+            Step::Respond(body) => self.respond_and_close(key, &body, now_ms),
+            Step::Stream(req) => {
+                // Catch up with every event already sent to this reactor
+                // first, so that replay and live delivery meet where another
+                // reactor's did: no gap, no duplicate.
+                for _ in 0..CATCH_UP_ROUNDS {
+                    if !self.drain_inbox(now_ms) {
+                        break;
+                    }
+                }
+                self.start_stream(key, req, now_ms);
+            }
+        }
+        // Any answer above may have closed the connection (a failed write).
+        self.live(token).is_some()
+    }
+
+    /// Queues a final response, half-closes once it is out, and lingers to
+    /// drain input so the response is not lost to a reset.
+    pub(super) fn respond_and_close(&mut self, key: u32, bytes: &[u8], now_ms: u64) {
+        self.set_state(key, State::Closing);
+        self.conns[key as usize].head = None;
+        if !self.write(key, &[Out::Bytes(bytes)], now_ms) {
+            return;
+        }
+        let conn = &self.conns[key as usize];
+        let gen = conn.gen;
+        if conn.pending == super::NIL {
+            self.t.shutdown_write(std::os::fd::AsFd::as_fd(&conn.fd));
+        }
+        self.lingers.push((key, gen), now_ms + CLOSE_LINGER_MS);
+    }
+
+    fn start_stream(&mut self, key: u32, req: StreamRequest, now_ms: u64) {
+        let cfg = &self.shared.cfg;
+        let (retry_ms, on_connect, heartbeat_secs) =
+            (cfg.retry_ms, cfg.history_on_connect, cfg.heartbeat_secs);
+        let conn_id = uuid::Builder::from_random_bytes(self.random_bytes()).into_uuid();
+        let preface = session::preface(&req, &self.history, &conn_id, retry_ms, on_connect);
+        let app = self.users.intern_app(&req.identity.app);
+        {
+            let conn = &mut self.conns[key as usize];
+            conn.app = app;
+            conn.filter = req.filter.map(Box::new);
+        }
+        if let Some(user) = &req.identity.user {
+            let u = self.users.get_or_insert(app, user);
+            self.link_user(key, u);
+        }
+        self.set_state(key, State::Streaming);
+        self.stats.streaming.fetch_add(1, Ordering::Relaxed);
+        debug!(
+            "conn {key}: stream {conn_id} for app {:?} user {:?}",
+            req.identity.app, req.identity.user
+        );
+        let mut out: Vec<Out<'_>> = Vec::with_capacity(2 + preface.replay.len());
+        out.push(Out::Bytes(preface.head.as_bytes()));
+        out.extend(preface.gap.as_deref().map(Out::Bytes));
+        out.extend(preface.replay.iter().map(Out::Event));
+        if !self.write(key, &out, now_ms) {
+            return;
+        }
+        if let Some(wheel) = &mut self.heartbeats {
+            let gen = self.conns[key as usize].gen;
+            wheel.schedule((key, gen), now_ms / 1000 + heartbeat_secs);
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! What the reactor core asks of a driver: move bytes, nothing else.
+//!
+//! A readiness driver (epoll) writes at once and says how much the kernel
+//! took; the core keeps the rest. A completion driver (io_uring) takes the
+//! whole output, keeps every piece alive until the kernel is done with it,
+//! and reports progress through [`super::Core::on_sent`]. Either way the core
+//! alone decides what is sent to whom, what is queued and when a listener is
+//! too slow.
+
+use std::io;
+use std::os::fd::BorrowedFd;
+use std::sync::Arc;
+
+use crate::hub::Event;
+
+/// One piece of output.
+#[derive(Clone, Copy)]
+pub enum Out<'a> {
+    /// An event's shared frame: a completion driver keeps the `Arc` (no copy).
+    Event(&'a Arc<Event>),
+    /// Bytes the core lends for this call only (response heads, pings,
+    /// queued tails): a completion driver copies them.
+    Bytes(&'a [u8]),
+    /// Bytes that live forever (the heartbeat comment): never copied.
+    Static(&'static [u8]),
+}
+
+impl Out<'_> {
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Out::Event(ev) => &ev.frame,
+            Out::Bytes(b) => b,
+            Out::Static(b) => b,
+        }
+    }
+}
+
+/// What became of a send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    /// The kernel took this many bytes now; the core queues the rest.
+    Now(usize),
+    /// The driver took everything and will report through `Core::on_sent`.
+    Later,
+}
+
+/// The system calls the core may cause, each through its driver.
+pub trait Transport {
+    /// Starts watching a new connection; `token` comes back with its input.
+    fn register(&mut self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()>;
+    /// Sends `out` in order, as one write where the driver can.
+    fn send(&mut self, fd: BorrowedFd<'_>, token: u64, out: &[Out<'_>]) -> io::Result<Sent>;
+    /// Half-closes the write side (all queued output is sent by then).
+    fn shutdown_write(&mut self, fd: BorrowedFd<'_>);
+    /// The connection is about to be closed: stop everything in flight for
+    /// it, so that nothing outlives the descriptor or reaches a successor.
+    fn release(&mut self, fd: BorrowedFd<'_>, token: u64);
+}

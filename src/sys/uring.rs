@@ -1,0 +1,550 @@
+//! io_uring for one reactor: a safe face over the `io-uring` crate.
+//!
+//! What it offers, and the promises that keep it sound:
+//! - Multishot accept on a listener and a multishot poll on a wake-up
+//!   eventfd, both re-armed here when the kernel ends them.
+//! - Multishot receive per connection into a ring of provided buffers: a
+//!   connection holds no read buffer while it waits. A buffer is handed back
+//!   to the kernel as soon as the caller has copied its bytes.
+//! - Sends as `sendmsg` of several parts. The ring owns every part (an `Arc`
+//!   or owned bytes) and the `msghdr`/iovec array, boxed so they do not move,
+//!   from the moment the entry is queued until its last completion; that is
+//!   what makes queueing them safe.
+//! - A short send is reported, and resumed only when the caller says the
+//!   connection still wants it ([`Ring::resume`]), so a send never reaches a
+//!   descriptor that was closed and reused.
+//! - [`Ring::cancel_fd`] cancels everything queued for a descriptor and
+//!   submits at once, before the caller closes it: the cancel and any queued
+//!   send resolve the descriptor while it is still the same socket.
+//! - When the submission queue is full it is submitted, and completions that
+//!   are ready are moved aside, so the completion queue cannot overflow.
+
+use std::alloc::{self, Layout};
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU16, Ordering};
+
+use io_uring::{cqueue, opcode, squeue, types, IoUring, Probe};
+use slab::Slab;
+
+/// Bytes per provided receive buffer (a request head over 8 KiB arrives in
+/// several).
+pub const RECV_BUF: usize = 4096;
+/// Provided receive buffers per ring (a power of two).
+const RECV_BUFS: u16 = 256;
+/// Buffer group id of the receive buffers.
+const BGID: u16 = 0;
+
+/// Tags in the top byte of `user_data`; the low 56 bits carry a token or a
+/// send id. Tokens therefore must fit in 56 bits.
+const TAG_SHIFT: u32 = 56;
+const TAG_ACCEPT: u64 = 1;
+const TAG_WAKE: u64 = 2;
+const TAG_RECV: u64 = 3;
+const TAG_SEND: u64 = 4;
+const TAG_CANCEL: u64 = 5;
+const LOW: u64 = (1 << TAG_SHIFT) - 1;
+
+/// Ring setup chosen by measurement (BENCHMARKS.md): cooperative task
+/// running and a single issuer; `DEFER_TASKRUN` was slower for sends.
+fn builder() -> io_uring::Builder {
+    let mut b = IoUring::builder();
+    b.setup_coop_taskrun().setup_single_issuer();
+    b
+}
+
+/// Checks that this kernel and process can run the io_uring driver: a ring
+/// can be created (not disabled by `kernel.io_uring_disabled`, within
+/// `RLIMIT_MEMLOCK`), it has every opcode the driver uses, and it takes a
+/// provided-buffer ring. `Err` says why not, in one line.
+pub fn probe() -> Result<(), String> {
+    let ring = builder()
+        .build(8)
+        .map_err(|e| format!("cannot create a ring: {e}"))?;
+    let mut p = Probe::new();
+    ring.submitter()
+        .register_probe(&mut p)
+        .map_err(|e| format!("cannot probe opcodes: {e}"))?;
+    let needed = [
+        ("accept", opcode::AcceptMulti::CODE),
+        ("recv", opcode::RecvMulti::CODE),
+        ("sendmsg", opcode::SendMsg::CODE),
+        ("poll_add", opcode::PollAdd::CODE),
+        ("async_cancel", opcode::AsyncCancel2::CODE),
+    ];
+    if let Some((name, _)) = needed.iter().find(|(_, code)| !p.is_supported(*code)) {
+        return Err(format!("the kernel lacks the {name} opcode"));
+    }
+    if !ring.params().is_feature_ext_arg() || !ring.params().is_feature_nodrop() {
+        return Err("the kernel lacks IORING_FEAT_EXT_ARG or NODROP (Linux >= 5.11)".into());
+    }
+    let bufs = BufRing::new(&ring, 1).map_err(|e| {
+        format!("no provided-buffer rings (multishot receive needs Linux >= 6.0): {e}")
+    })?;
+    let _ = ring.submitter().unregister_buf_ring(BGID);
+    drop(bufs);
+    Ok(())
+}
+
+/// One completion, decoded.
+pub enum Completion {
+    /// A new connection, or why accepting failed. After a failure that
+    /// `stopped` accepting, call [`Ring::restart_accept`] when ready.
+    Accepted {
+        fd: io::Result<OwnedFd>,
+        stopped: bool,
+    },
+    /// The wake-up eventfd became readable.
+    Woken,
+    /// Bytes arrived for `token`, in receive buffer `buf`: copy them with
+    /// [`Ring::take_buffer`]. `rearm`: the receive ended; arm it again if
+    /// the connection is still open.
+    Data {
+        token: u64,
+        buf: u16,
+        len: usize,
+        rearm: bool,
+    },
+    /// The peer closed (`Ok`) or the receive failed.
+    Closed { token: u64, result: io::Result<()> },
+    /// The receive stopped without closing (no buffer free): arm it again if
+    /// the connection is still open.
+    Rearm { token: u64 },
+    /// Progress of a send: `Ok(n)` bytes went out; `finished` when it is
+    /// complete (the ring has let go of it). Otherwise call
+    /// [`Ring::resume`] or [`Ring::abandon`] with `id`.
+    Sent {
+        token: u64,
+        id: usize,
+        result: io::Result<usize>,
+        finished: bool,
+    },
+    /// Nothing for the caller (a cancel's own completion).
+    None,
+}
+
+/// A send the ring owns until it completes.
+struct SendOp<P> {
+    token: u64,
+    fd: RawFd,
+    parts: Vec<P>,
+    iov: Vec<libc::iovec>,
+    msg: libc::msghdr,
+    /// Bytes already sent.
+    done: usize,
+    total: usize,
+}
+
+/// One reactor's ring.
+pub struct Ring<P: AsRef<[u8]>> {
+    ring: IoUring,
+    bufs: BufRing,
+    sends: Slab<Box<SendOp<P>>>,
+    /// Finished send records, boxes and all, kept with their vectors'
+    /// capacity: the next send reuses one without allocating.
+    #[allow(clippy::vec_box)]
+    spare: Vec<Box<SendOp<P>>>,
+    /// Completions moved aside while submitting a full queue.
+    stash: Vec<cqueue::Entry>,
+    listener: RawFd,
+    waker: RawFd,
+}
+
+impl<P: AsRef<[u8]>> Ring<P> {
+    /// A ring with `entries` submission slots and four times as many
+    /// completion slots.
+    pub fn new(entries: u32) -> io::Result<Self> {
+        let ring = builder().setup_cqsize(entries * 4).build(entries)?;
+        let bufs = BufRing::new(&ring, RECV_BUFS)?;
+        Ok(Self {
+            ring,
+            bufs,
+            sends: Slab::new(),
+            spare: Vec::new(),
+            stash: Vec::new(),
+            listener: -1,
+            waker: -1,
+        })
+    }
+
+    /// Starts accepting on `listener` (multishot) and watching `waker`
+    /// (multishot poll). Both descriptors must outlive the ring.
+    pub fn start(&mut self, listener: RawFd, waker: RawFd) -> io::Result<()> {
+        self.listener = listener;
+        self.waker = waker;
+        self.arm_accept()?;
+        self.arm_wake()
+    }
+
+    /// Accepts again after a failure stopped it.
+    pub fn restart_accept(&mut self) -> io::Result<()> {
+        self.arm_accept()
+    }
+
+    fn arm_accept(&mut self) -> io::Result<()> {
+        let e = opcode::AcceptMulti::new(types::Fd(self.listener))
+            .flags(libc::SOCK_CLOEXEC)
+            .build()
+            .user_data(TAG_ACCEPT << TAG_SHIFT);
+        // SAFETY: a multishot accept without an address refers to no memory
+        // of ours.
+        unsafe { self.push(&e) }
+    }
+
+    fn arm_wake(&mut self) -> io::Result<()> {
+        let e = opcode::PollAdd::new(types::Fd(self.waker), libc::POLLIN as u32)
+            .multi(true)
+            .build()
+            .user_data(TAG_WAKE << TAG_SHIFT);
+        // SAFETY: a poll refers to no memory of ours.
+        unsafe { self.push(&e) }
+    }
+
+    /// Arms a multishot receive for a connection.
+    pub fn recv(&mut self, fd: RawFd, token: u64) -> io::Result<()> {
+        let e = opcode::RecvMulti::new(types::Fd(fd), BGID)
+            .build()
+            .user_data((TAG_RECV << TAG_SHIFT) | (token & LOW));
+        // SAFETY: the receive writes only into the registered buffer ring,
+        // which lives as long as the ring.
+        unsafe { self.push(&e) }
+    }
+
+    /// Sends `parts` to `fd` in order, as one `sendmsg`.
+    pub fn send(
+        &mut self,
+        fd: RawFd,
+        token: u64,
+        parts: impl Iterator<Item = P>,
+    ) -> io::Result<()> {
+        let mut op = self.spare.pop().unwrap_or_else(|| {
+            Box::new(SendOp {
+                token: 0,
+                fd: -1,
+                parts: Vec::new(),
+                iov: Vec::new(),
+                // SAFETY: msghdr is plain data; all zeroes is a valid value.
+                msg: unsafe { std::mem::zeroed() },
+                done: 0,
+                total: 0,
+            })
+        });
+        op.token = token;
+        op.fd = fd;
+        op.parts.extend(parts);
+        op.total = op.parts.iter().map(|p| p.as_ref().len()).sum();
+        op.done = 0;
+        let id = self.sends.insert(op);
+        self.push_send(id)
+    }
+
+    /// Queues the unsent rest of send `id`.
+    fn push_send(&mut self, id: usize) -> io::Result<()> {
+        let op = &mut self.sends[id];
+        op.iov.clear();
+        let mut skip = op.done;
+        for p in &op.parts {
+            let b = p.as_ref();
+            if skip >= b.len() {
+                skip -= b.len();
+                continue;
+            }
+            op.iov.push(libc::iovec {
+                iov_base: b[skip..].as_ptr() as *mut libc::c_void,
+                iov_len: b.len() - skip,
+            });
+            skip = 0;
+        }
+        op.msg.msg_iov = op.iov.as_mut_ptr();
+        op.msg.msg_iovlen = op.iov.len() as _;
+        let e = opcode::SendMsg::new(types::Fd(op.fd), &op.msg)
+            .flags(libc::MSG_NOSIGNAL as u32)
+            .build()
+            .user_data((TAG_SEND << TAG_SHIFT) | id as u64);
+        // SAFETY: the op is boxed in `self.sends` and is neither moved nor
+        // changed until its final completion is decoded: the msghdr, the
+        // iovec array (heap memory of `op.iov`) and every part's bytes (heap
+        // memory the parts own) stay valid for the kernel.
+        unsafe { self.push(&e) }
+    }
+
+    /// Resumes a short send whose connection still wants it.
+    pub fn resume(&mut self, id: usize) -> io::Result<()> {
+        self.push_send(id)
+    }
+
+    /// Lets go of a short send whose connection is gone.
+    pub fn abandon(&mut self, id: usize) {
+        self.finish(id);
+    }
+
+    fn finish(&mut self, id: usize) {
+        let mut op = self.sends.remove(id);
+        op.parts.clear();
+        self.spare.push(op);
+    }
+
+    /// Cancels everything queued for `fd` (receive and sends), and submits
+    /// now, before the caller closes it.
+    pub fn cancel_fd(&mut self, fd: RawFd) {
+        let e = opcode::AsyncCancel2::new(types::CancelBuilder::fd(types::Fd(fd)).all())
+            .build()
+            .user_data(TAG_CANCEL << TAG_SHIFT);
+        // SAFETY: a cancel refers to no memory of ours.
+        let queued = unsafe { self.push(&e) };
+        if queued.and_then(|()| self.submit()).is_err() {
+            log::warn!("io_uring: could not cancel the requests of a closing socket");
+        }
+    }
+
+    /// Submits what is queued, waits up to `timeout_ms` (0: not at all) for
+    /// a completion, and moves every completion into `out`.
+    pub fn wait(&mut self, timeout_ms: u64, out: &mut Vec<cqueue::Entry>) -> io::Result<()> {
+        out.append(&mut self.stash);
+        let result = if timeout_ms == 0 || !out.is_empty() || !self.ring.completion().is_empty() {
+            self.ring.submit().map(drop)
+        } else {
+            let ts = types::Timespec::new()
+                .sec(timeout_ms / 1000)
+                .nsec((timeout_ms % 1000) as u32 * 1_000_000);
+            let args = types::SubmitArgs::new().timespec(&ts);
+            self.ring.submitter().submit_with_args(1, &args).map(drop)
+        };
+        match result {
+            Err(e)
+                if !matches!(
+                    e.raw_os_error(),
+                    Some(libc::ETIME | libc::EINTR | libc::EBUSY)
+                ) =>
+            {
+                return Err(e)
+            }
+            _ => {}
+        }
+        out.extend(self.ring.completion());
+        Ok(())
+    }
+
+    fn submit(&mut self) -> io::Result<()> {
+        loop {
+            match self.ring.submit() {
+                Ok(_) => return Ok(()),
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                    // Completions are backed up: move them aside and retry.
+                    self.stash.extend(self.ring.completion());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Queues one entry, submitting first when the queue is full.
+    ///
+    /// # Safety
+    /// Every buffer the entry points to must stay valid until its final
+    /// completion.
+    unsafe fn push(&mut self, e: &squeue::Entry) -> io::Result<()> {
+        loop {
+            // SAFETY: the caller guarantees the entry's buffers outlive it.
+            if unsafe { self.ring.submission().push(e) }.is_ok() {
+                return Ok(());
+            }
+            self.submit()?;
+            // Keep the completion queue from overflowing while a large
+            // fan-out is queued.
+            self.stash.extend(self.ring.completion());
+        }
+    }
+
+    /// Copies the bytes of receive buffer `buf` into `out` and gives the
+    /// buffer back to the kernel. Returns the bytes copied.
+    pub fn take_buffer(&mut self, buf: u16, len: usize, out: &mut [u8]) -> usize {
+        let n = len.min(out.len()).min(RECV_BUF);
+        out[..n].copy_from_slice(&self.bufs.bytes(buf)[..n]);
+        self.bufs.give_back(buf);
+        n
+    }
+
+    /// Decodes a completion; accept and wake-up polls are re-armed here.
+    pub fn decode(&mut self, cqe: &cqueue::Entry) -> Completion {
+        let (tag, low) = (cqe.user_data() >> TAG_SHIFT, cqe.user_data() & LOW);
+        let res = cqe.result();
+        let more = cqueue::more(cqe.flags());
+        let err = || io::Error::from_raw_os_error(-res);
+        match tag {
+            TAG_ACCEPT if res < 0 => Completion::Accepted {
+                fd: Err(err()),
+                stopped: !more,
+            },
+            TAG_ACCEPT => {
+                if !more && self.arm_accept().is_err() {
+                    log::warn!("io_uring: cannot re-arm accept");
+                }
+                // SAFETY: a successful accept completion carries a new
+                // descriptor that nothing else owns.
+                let fd = unsafe { OwnedFd::from_raw_fd(res) };
+                Completion::Accepted {
+                    fd: Ok(fd),
+                    stopped: false,
+                }
+            }
+            TAG_WAKE => {
+                if !more && self.arm_wake().is_err() {
+                    log::warn!("io_uring: cannot re-arm the wake-up poll");
+                }
+                Completion::Woken
+            }
+            TAG_RECV => self.decode_recv(low, res, more, cqe.flags()),
+            TAG_SEND => {
+                let id = low as usize;
+                let Some(op) = self.sends.get_mut(id) else {
+                    return Completion::None;
+                };
+                let token = op.token;
+                let result = match res {
+                    n if n >= 0 => Ok(n as usize),
+                    e if -e == libc::EAGAIN || -e == libc::EINTR => Ok(0),
+                    _ => Err(err()),
+                };
+                if let Ok(n) = result {
+                    op.done += n;
+                }
+                let finished = result.is_err() || op.done >= op.total;
+                if finished {
+                    self.finish(id);
+                }
+                Completion::Sent {
+                    token,
+                    id,
+                    result,
+                    finished,
+                }
+            }
+            _ => Completion::None,
+        }
+    }
+
+    fn decode_recv(&mut self, token: u64, res: i32, more: bool, flags: u32) -> Completion {
+        if res > 0 {
+            return match cqueue::buffer_select(flags) {
+                Some(buf) => Completion::Data {
+                    token,
+                    buf,
+                    len: res as usize,
+                    rearm: !more,
+                },
+                None => Completion::Rearm { token },
+            };
+        }
+        match -res {
+            0 => Completion::Closed {
+                token,
+                result: Ok(()),
+            },
+            libc::ENOBUFS | libc::EAGAIN | libc::EINTR => Completion::Rearm { token },
+            libc::ECANCELED => Completion::None,
+            e => Completion::Closed {
+                token,
+                result: Err(io::Error::from_raw_os_error(e)),
+            },
+        }
+    }
+}
+
+impl<P: AsRef<[u8]>> Drop for Ring<P> {
+    fn drop(&mut self) {
+        // The kernel must stop using the buffer ring before it is freed.
+        let _ = self.ring.submitter().unregister_buf_ring(BGID);
+    }
+}
+
+/// A ring of provided receive buffers, registered with one io_uring.
+struct BufRing {
+    /// `entries` ring slots, page-aligned, shared with the kernel.
+    slots: *mut types::BufRingEntry,
+    /// `entries * RECV_BUF` bytes of buffers.
+    data: *mut u8,
+    entries: u16,
+    tail: u16,
+}
+
+impl BufRing {
+    fn slots_layout(entries: u16) -> Layout {
+        let size = usize::from(entries) * std::mem::size_of::<types::BufRingEntry>();
+        Layout::from_size_align(size.max(4096), 4096).expect("valid layout")
+    }
+
+    fn data_layout(entries: u16) -> Layout {
+        Layout::from_size_align(usize::from(entries) * RECV_BUF, 64).expect("valid layout")
+    }
+
+    fn new(ring: &IoUring, entries: u16) -> io::Result<Self> {
+        // SAFETY: both layouts have a non-zero size.
+        let (slots, data) = unsafe {
+            (
+                alloc::alloc_zeroed(Self::slots_layout(entries)).cast::<types::BufRingEntry>(),
+                alloc::alloc_zeroed(Self::data_layout(entries)),
+            )
+        };
+        if slots.is_null() || data.is_null() {
+            return Err(io::Error::from(io::ErrorKind::OutOfMemory));
+        }
+        let mut me = Self {
+            slots,
+            data,
+            entries,
+            tail: 0,
+        };
+        // SAFETY: `slots` is page-aligned, zeroed memory for `entries` slots
+        // that stays allocated until `drop`, which runs after the owning
+        // Ring unregistered the group.
+        unsafe {
+            ring.submitter()
+                .register_buf_ring_with_flags(slots as u64, entries, BGID, 0)?
+        };
+        for b in 0..entries {
+            me.give_back(b);
+        }
+        Ok(me)
+    }
+
+    /// The bytes of buffer `buf`.
+    fn bytes(&self, buf: u16) -> &[u8] {
+        let buf = usize::from(buf % self.entries);
+        // SAFETY: buffer `buf` lies within `data`, and the kernel reported it
+        // filled (a completion selected it), so it is not being written.
+        unsafe { std::slice::from_raw_parts(self.data.add(buf * RECV_BUF), RECV_BUF) }
+    }
+
+    /// Hands buffer `buf` (back) to the kernel.
+    fn give_back(&mut self, buf: u16) {
+        let slot = usize::from(self.tail & (self.entries - 1));
+        let buf = buf % self.entries;
+        // SAFETY: `slot` < `entries`, so the entry lies within `slots`; the
+        // kernel reads a slot only after the tail store below publishes it.
+        unsafe {
+            let e = &mut *self.slots.add(slot);
+            e.set_addr(self.data.add(usize::from(buf) * RECV_BUF) as u64);
+            e.set_len(RECV_BUF as u32);
+            e.set_bid(buf);
+        }
+        self.tail = self.tail.wrapping_add(1);
+        // SAFETY: the tail field overlays the first slot's reserved bytes,
+        // is 2-byte aligned, and is shared with the kernel, hence atomic.
+        unsafe {
+            let tail = types::BufRingEntry::tail(self.slots).cast_mut();
+            AtomicU16::from_ptr(tail).store(self.tail, Ordering::Release);
+        }
+    }
+}
+
+impl Drop for BufRing {
+    fn drop(&mut self) {
+        // SAFETY: both blocks came from `alloc_zeroed` with these layouts.
+        unsafe {
+            alloc::dealloc(self.slots.cast(), Self::slots_layout(self.entries));
+            alloc::dealloc(self.data, Self::data_layout(self.entries));
+        }
+    }
+}

@@ -52,6 +52,9 @@ pub struct Host {
     /// `kernel.io_uring_disabled` (0 allowed, 1 group only, 2 off); absent
     /// before Linux 6.6.
     pub io_uring_disabled: Option<u32>,
+    /// The io_uring driver's start-up probe ([`crate::sys::uring::probe`]):
+    /// what `IO_BACKEND=auto` decides on.
+    pub io_uring_probe: Result<(), String>,
     /// Soft `RLIMIT_MEMLOCK` in bytes (`u64::MAX`: unlimited).
     pub memlock: u64,
     /// `MemAvailable` in bytes.
@@ -104,6 +107,7 @@ impl Host {
             kernel: proc("/proc/sys/kernel/osrelease").and_then(|s| parse_kernel(&s)),
             io_uring_disabled: proc("/proc/sys/kernel/io_uring_disabled")
                 .and_then(|s| s.parse().ok()),
+            io_uring_probe: crate::sys::uring::probe(),
             memlock,
             mem_available,
             conntrack,
@@ -374,9 +378,18 @@ fn io_uring(host: &Host, uses_uring: bool, backend: IoBackend, verdict: Verdict)
         ),
         (None, None) => (false, "kernel version unreadable".into()),
     };
-    if available {
-        return ok(name, format!("available: {why}"));
-    }
+    let why = match (&host.io_uring_probe, available) {
+        (Ok(()), true) => {
+            let picks = if backend == IoBackend::Uring {
+                "IO_BACKEND=uring can start"
+            } else {
+                "IO_BACKEND=auto uses io_uring"
+            };
+            return ok(name, format!("available: {why}; the probe passed, {picks}"));
+        }
+        (Err(probe), true) => format!("{why}, but the probe failed: {probe}"),
+        (_, false) => why,
+    };
     let consequence = if backend == IoBackend::Uring {
         "IO_BACKEND=uring cannot start"
     } else {
@@ -540,6 +553,7 @@ mod tests {
             reserved_ports: vec![],
             kernel: Some((6, 8)),
             io_uring_disabled: Some(0),
+            io_uring_probe: Ok(()),
             memlock: 8 << 20,
             mem_available: Some(32 << 30),
             conntrack: None,
@@ -726,6 +740,32 @@ mod tests {
         };
         let c = checks(&one_million(), &roomy);
         assert_eq!(find(&c, "RLIMIT_MEMLOCK").verdict, Verdict::Ok);
+
+        // The sysctl allows it but the driver's probe fails: auto falls back
+        // (warning), uring cannot start (failure), and the reason is shown.
+        let unprobed = Host {
+            io_uring_probe: Err("no provided-buffer rings".into()),
+            ..tuned()
+        };
+        let c = find(&checks(&one_million(), &unprobed), "io_uring").clone();
+        assert_eq!(c.verdict, Verdict::Warn);
+        assert!(
+            c.detail.contains("no provided-buffer rings"),
+            "{}",
+            c.detail
+        );
+        assert!(c.detail.contains("falls back to epoll"), "{}", c.detail);
+        let uring = cfg(&[("MAX_CONNECTIONS", "1000000"), ("IO_BACKEND", "uring")]);
+        assert_eq!(
+            find(&checks(&uring, &unprobed), "io_uring").verdict,
+            Verdict::Fail
+        );
+        let c = find(&checks(&one_million(), &tuned()), "io_uring").clone();
+        assert!(
+            c.detail.contains("IO_BACKEND=auto uses io_uring"),
+            "{}",
+            c.detail
+        );
     }
 
     #[test]

@@ -7,27 +7,35 @@
 //! backend ──PUBLISH/XADD──► Redis ──► ingest thread ─┐
 //! backend ──POST /publish (admin)──► Hub ──Arc<Event> batch + eventfd──► reactor k (one per core)
 //!                                                                         │ SO_REUSEPORT listener
-//!                                                                         │ epoll, slab of Conn
-//! browser ──GET /sse?token=JWT────────────────────────────────────────────┘ user index, writev
+//!                                                                         │ epoll or io_uring driver
+//! browser ──GET /sse?token=JWT────────────────────────────────────────────┘ core: slab, users, history
 //! ```
 //!
-//! Data flows one way. Socket → [`conn::http`] (head parsing) → [`conn::route`]
-//! (routing) → [`conn::auth`] (JWT) → a streaming connection in a
-//! [`reactor`]. Envelope → [`hub::envelope`] (decoded once) → [`hub::Event`]
-//! (SSE frame encoded once, `Arc`-shared) → every reactor's inbox → matching
-//! connections → socket.
+//! Data flows one way: socket → [`conn::http`] (head) → [`conn::route`] and
+//! [`conn::auth`] → a stream in a [`reactor`]; and envelope →
+//! [`hub::envelope`] → [`hub::Event`] (encoded once, `Arc`-shared) → every
+//! reactor's [`hub::inbox`] → matching connections → socket.
 //!
-//! Modules:
-//! - [`config`]: every environment variable, default and validation.
-//! - [`server`]: boot order and shutdown.
-//! - [`sys`]: the only `unsafe` code: sockets, epoll, eventfd, rlimits.
-//! - [`reactor`]: the per-core loop, user index, timers, write path.
-//! - [`conn`]: connection state, HTTP head parsing, routing, auth, responses.
-//! - [`hub`]: events, envelopes, ids, SSE encoding, filters, fan-out.
-//! - [`ingest`]: the Redis ingest thread (pub/sub, streams), health state.
-//! - [`admin`]: the admin listener (health, stats, publish).
-//! - [`logging`]: text or JSON-lines logs on stdout.
-//! - [`doctor`]: `herald doctor`, host checks against the configuration.
+//! The layers, top to bottom (each may use only those below it):
+//! - [`server`]: boot order and shutdown; picks the I/O driver.
+//! - [`admin`]: the admin listener (health, stats, publish); reads reactor
+//!   counters through [`reactor::stats::Counters`] only.
+//! - [`ingest`]: the Redis ingest thread (pub/sub, streams); writes
+//!   [`hub::status`], hands events to the [`hub::Hub`].
+//! - [`reactor`]: one reactor per core. [`reactor::Core`] is the
+//!   backend-independent core (slab with generation tokens, user index,
+//!   history, timers, delivery matching, write-queue policy) and makes no
+//!   system call; [`reactor::driver`] holds the epoll and io_uring loops that
+//!   feed it through [`reactor::Transport`].
+//! - [`conn`]: one connection, sans-IO: [`conn::session`] takes bytes and
+//!   returns what to do; parsing, routing, auth, responses.
+//! - [`hub`]: events, envelopes, ids, SSE encoding, filters, history, the
+//!   inbox type, ingest status. Time is passed in; it never imports a
+//!   reactor.
+//! - [`config`], [`logging`], [`doctor`]: configuration table, logs, host
+//!   checks.
+//! - [`sys`]: the only `unsafe` code: sockets, epoll, io_uring, eventfd,
+//!   rlimits, clocks, sd_notify.
 #![deny(unsafe_code)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 

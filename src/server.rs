@@ -189,7 +189,8 @@ pub fn run(prepared: Prepared) -> Result<(), StartError> {
             .spawn(move || crate::ingest::redis::run(client, source, history_size, hub, status))
             .map_err(|e| StartError(format!("cannot spawn Redis ingest thread: {e}")))?;
     }
-    let admin = Admin::new(cfg.clone(), hub.clone(), status, stats);
+    let counters = crate::reactor::stats::Counters::new(stats);
+    let admin = Admin::new(cfg.clone(), hub.clone(), status, counters, backend.name());
     std::thread::Builder::new()
         .name("admin".into())
         .spawn(move || admin.serve(admin_listener))

@@ -16,7 +16,7 @@ use crate::conn::response::{self, Problem};
 use crate::hub::status::{IngestStatus, RedisState};
 use crate::hub::{envelope, Hub};
 use crate::ingest::RateLimitedLog;
-use crate::reactor::Stats;
+use crate::reactor::stats::Counters;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 /// Largest publish body accepted.
@@ -31,7 +31,9 @@ pub struct Admin {
     cfg: Arc<Config>,
     hub: Arc<Hub>,
     status: Arc<IngestStatus>,
-    stats: Arc<[Arc<Stats>]>,
+    counters: Counters,
+    /// The I/O driver the reactors run (`epoll` or `io_uring`).
+    backend: &'static str,
     /// Refused publishes are logged at most every 10 s.
     bad_log: Mutex<RateLimitedLog>,
 }
@@ -41,14 +43,16 @@ impl Admin {
         cfg: Arc<Config>,
         hub: Arc<Hub>,
         status: Arc<IngestStatus>,
-        stats: Arc<[Arc<Stats>]>,
+        counters: Counters,
+        backend: &'static str,
     ) -> Self {
         let bad_log = Mutex::new(RateLimitedLog::new(Duration::from_secs(10)));
         Self {
             cfg,
             hub,
             status,
-            stats,
+            counters,
+            backend,
             bad_log,
         }
     }
@@ -222,24 +226,28 @@ impl Admin {
 impl Admin {
     /// `GET /stats`: totals over every reactor, plus ingest counters.
     fn stats_json(&self) -> String {
-        let sum = |f: &dyn Fn(&Stats) -> u64| self.stats.iter().map(|s| f(s)).sum::<u64>();
+        let c = self.counters.snapshot();
+        let stalls: u64 = self.hub.inboxes().iter().map(|i| i.stalls()).sum();
         let redis = match self.status.redis() {
             RedisState::Disabled => "disabled",
             RedisState::Up => "up",
             RedisState::Down => "down",
         };
         serde_json::json!({
-            "connections": sum(&|s| s.open() as u64),
-            "streaming": sum(&|s| s.streaming.load(Relaxed) as u64),
-            "accepted_total": sum(&|s| s.accepted.load(Relaxed)),
-            "refused_full_total": sum(&|s| s.refused_full.load(Relaxed)),
-            "slow_disconnects_total": sum(&|s| s.slow_disconnects.load(Relaxed)),
-            "delivered_total": sum(&|s| s.delivered.load(Relaxed)),
+            "connections": c.connections,
+            "streaming": c.streaming,
+            "accepted_total": c.accepted,
+            "accept_errors_total": c.accept_errors,
+            "refused_full_total": c.refused_full,
+            "slow_disconnects_total": c.slow_disconnects,
+            "delivered_total": c.delivered,
+            "inbox_stalls_total": stalls,
+            "io_backend": self.backend,
             "published_total": self.status.published.load(Relaxed),
             "rejected_total": self.status.rejected.load(Relaxed),
             "redis": redis,
             "redis_connects_total": self.status.redis_connects.load(Relaxed),
-            "reactors": self.stats.iter().map(|s| s.open()).collect::<Vec<_>>(),
+            "reactors": c.per_reactor,
         })
         .to_string()
     }

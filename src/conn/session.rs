@@ -17,7 +17,7 @@ use std::sync::Arc;
 use super::http::{parse_head, Head};
 use super::response::{self, Problem};
 use super::route::{route, Action, RouteCtx, StreamRequest};
-use crate::hub::history::{gap_frame, History, Listener};
+use crate::hub::history::{gap_frame, History, Subscriber};
 use crate::hub::{sse, Event};
 
 /// Request bytes held while a head arrives in pieces. Boxed so that an idle
@@ -116,7 +116,7 @@ pub fn preface(
 ) -> Preface {
     let mut head = response::stream_head(conn_id, &req.cors);
     head.push_str(&sse::retry_preface(retry_ms));
-    let who = Listener {
+    let who = Subscriber {
         app: &req.identity.app,
         user: req.identity.user.as_deref(),
         filter: req.filter.as_ref(),

@@ -33,13 +33,13 @@ struct Ring {
 }
 
 /// Who is asking for replay: the listener's app, user and filter.
-pub struct Listener<'a> {
+pub struct Subscriber<'a> {
     pub app: &'a str,
     pub user: Option<&'a str>,
     pub filter: Option<&'a Filter>,
 }
 
-impl Listener<'_> {
+impl Subscriber<'_> {
     /// Whether this listener would have received `ev` live.
     pub fn would_receive(&self, ev: &Event) -> bool {
         let app_ok = ev.app.as_deref().is_none_or(|a| a == self.app);
@@ -129,7 +129,7 @@ impl History {
     /// Replay for a listener that last saw `last_event_id`: the events after
     /// the most recent event with that id; or, when the id is unknown, a gap
     /// and everything still held; `earliest` gives everything, no gap.
-    pub fn replay(&self, who: &Listener<'_>, last_event_id: &str) -> Replay {
+    pub fn replay(&self, who: &Subscriber<'_>, last_event_id: &str) -> Replay {
         let (visible, evicted_seq) = self.visible(who.app);
         let (gap, start) = if last_event_id == EARLIEST {
             (false, 0)
@@ -150,13 +150,26 @@ impl History {
     }
 
     /// The last `n` events this listener would have received (for
-    /// `HISTORY_ON_CONNECT`).
-    pub fn recent(&self, who: &Listener<'_>, n: usize) -> Vec<Arc<Event>> {
-        let mut out: Vec<Arc<Event>> = self
-            .visible(who.app)
-            .0
+    /// `HISTORY_ON_CONNECT`). Walks the rings newest first and stops after
+    /// `n` matches: nothing is copied for `n == 0`.
+    pub fn recent(&self, who: &Subscriber<'_>, n: usize) -> Vec<Arc<Event>> {
+        if n == 0 {
+            return Vec::new();
+        }
+        let mut a = self.global.events.iter().rev().peekable();
+        let mut b = self
+            .apps
+            .get(who.app)
             .into_iter()
-            .rev()
+            .flat_map(|r| r.events.iter().rev())
+            .peekable();
+        let newest_first = std::iter::from_fn(|| match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) if x.seq > y.seq => a.next(),
+            (Some(_), Some(_)) | (None, Some(_)) => b.next(),
+            (Some(_), None) => a.next(),
+            (None, None) => None,
+        });
+        let mut out: Vec<Arc<Event>> = newest_first
             .filter(|e| who.would_receive(e))
             .take(n)
             .cloned()
@@ -186,8 +199,8 @@ mod tests {
         events.iter().map(|e| e.id.to_string()).collect()
     }
 
-    fn listener<'a>(app: &'a str, user: Option<&'a str>) -> Listener<'a> {
-        Listener {
+    fn subscriber<'a>(app: &'a str, user: Option<&'a str>) -> Subscriber<'a> {
+        Subscriber {
             app,
             user,
             filter: None,
@@ -203,15 +216,15 @@ mod tests {
         h.push(&ev(4, r#"{"app":"shop","message":"shop"}"#));
         h.push(&ev(5, r#"{"app":"blog","message":"blog"}"#));
         h.push(&ev(6, r#"{"message":"all again"}"#));
-        let r = h.replay(&listener("shop", Some("u1")), "1-0");
+        let r = h.replay(&subscriber("shop", Some("u1")), "1-0");
         assert!(!r.gap);
         assert_eq!(ids(&r.events), ["2-0", "4-0", "6-0"]);
-        let r = h.replay(&listener("default", None), "1-0");
+        let r = h.replay(&subscriber("default", None), "1-0");
         assert_eq!(ids(&r.events), ["6-0"]);
-        let r = h.replay(&listener("blog", Some("u2")), EARLIEST);
+        let r = h.replay(&subscriber("blog", Some("u2")), EARLIEST);
         assert!(!r.gap);
         assert_eq!(ids(&r.events), ["1-0", "3-0", "5-0", "6-0"]);
-        let r = h.replay(&listener("shop", Some("u1")), "6-0");
+        let r = h.replay(&subscriber("shop", Some("u1")), "6-0");
         assert!(!r.gap && r.events.is_empty());
     }
 
@@ -221,7 +234,7 @@ mod tests {
         for i in 1..=4 {
             h.push(&ev(i, r#"{"message":"m"}"#));
         }
-        let r = h.replay(&listener("default", Some("u")), "1-0");
+        let r = h.replay(&subscriber("default", Some("u")), "1-0");
         assert!(r.gap);
         assert_eq!(ids(&r.events), ["3-0", "4-0"]);
         assert_eq!(
@@ -239,11 +252,11 @@ mod tests {
         }
         // 1-0 is still held in the app ring, but 2-0 was evicted from the
         // global ring.
-        let r = h.replay(&listener("default", None), "1-0");
+        let r = h.replay(&subscriber("default", None), "1-0");
         assert!(r.gap);
         assert_eq!(ids(&r.events), ["3-0", "4-0", "5-0"]);
         // Resuming after 3-0 missed nothing: no gap.
-        let r = h.replay(&listener("default", None), "3-0");
+        let r = h.replay(&subscriber("default", None), "3-0");
         assert!(!r.gap);
         assert_eq!(ids(&r.events), ["4-0", "5-0"]);
     }
@@ -255,7 +268,7 @@ mod tests {
         h.push(&ev(2, r#"{"message":"b"}"#));
         h.push(&ev(3, r#"{"id":"x","message":"c"}"#));
         h.push(&ev(4, r#"{"message":"d"}"#));
-        let r = h.replay(&listener("default", None), "x");
+        let r = h.replay(&subscriber("default", None), "x");
         assert_eq!(ids(&r.events), ["4-0"]);
     }
 
@@ -267,7 +280,7 @@ mod tests {
         h.push(&ev(3, r#"{"event":"blog.edit","message":"c"}"#));
         h.push(&ev(4, r#"{"event":"blog.del","message":"d"}"#));
         let f = Filter::from_lists(Some("blog.*"), None).unwrap().unwrap();
-        let who = Listener {
+        let who = Subscriber {
             app: "default",
             user: None,
             filter: Some(&f),

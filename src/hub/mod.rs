@@ -2,10 +2,13 @@
 //! encoding (once per event), listener filters, and the [`Hub`] that hands
 //! each event to every reactor.
 //!
-//! Ingest paths (HTTP publish today, Redis next) call [`Hub::publish`]; the
-//! hub assigns ids under one lock and sends one `Arc` batch to each reactor's
-//! inbox, then wakes each reactor once. So every reactor sees events in the
-//! same order, which is id order for server-assigned ids.
+//! Ingest paths (HTTP publish, Redis) call [`Hub::publish`] with the wall
+//! clock's time (the hub never reads a clock). The hub takes ids and a
+//! ticket under a short lock, encodes outside any lock, then waits for its
+//! ticket's turn to send one `Arc` batch to each reactor's inbox (waking
+//! each reactor at most once). So every reactor sees events in the same
+//! order, which is ingest-sequence order, and concurrent publishers encode
+//! in parallel.
 
 pub mod envelope;
 pub mod filter;
@@ -15,7 +18,7 @@ pub mod inbox;
 pub mod sse;
 pub mod status;
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use inbox::Inbox;
 
@@ -57,7 +60,11 @@ pub type Batch = Arc<[Arc<Event>]>;
 /// The fan-out point between ingest and reactors.
 pub struct Hub {
     inboxes: Vec<Inbox>,
-    ids: Mutex<ids::IdGen>,
+    /// Ids, and the next ticket to hand out.
+    ids: Mutex<(ids::IdGen, u64)>,
+    /// The ticket whose batch goes out next.
+    turn: Mutex<u64>,
+    turn_changed: Condvar,
     /// Largest SSE frame accepted, in bytes.
     max_frame: usize,
 }
@@ -66,7 +73,9 @@ impl Hub {
     pub fn new(inboxes: Vec<Inbox>, max_frame: usize) -> Self {
         Self {
             inboxes,
-            ids: Mutex::new(ids::IdGen::default()),
+            ids: Mutex::new((ids::IdGen::default(), 0)),
+            turn: Mutex::new(0),
+            turn_changed: Condvar::new(),
             max_frame,
         }
     }
@@ -105,31 +114,48 @@ impl Hub {
         if envelopes.is_empty() {
             return Ok(0);
         }
-        // One lock covers id assignment and sending, so that every inbox
-        // receives batches in the same order as their ids.
-        let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
+        // Ids and a ticket under the lock; encoding outside it.
+        let (ticket, assigned) = {
+            let mut guard = self.ids.lock().unwrap_or_else(|p| p.into_inner());
+            let (gen, next_ticket) = &mut *guard;
+            let assigned: Vec<(u64, String)> = envelopes.iter().map(|_| gen.next(now_ms)).collect();
+            *next_ticket += 1;
+            (*next_ticket - 1, assigned)
+        };
         let batch: Batch = envelopes
             .into_iter()
-            .map(|env| {
-                let (seq, generated) = ids.next(now_ms);
-                Arc::new(env.into_event(seq, generated))
-            })
+            .zip(assigned)
+            .map(|(env, (seq, generated))| Arc::new(env.into_event(seq, generated)))
             .collect();
-        if let Some(i) = batch.iter().position(|e| e.frame.len() > self.max_frame) {
-            return Err(envelope::EnvelopeError {
+        let refused = batch.iter().position(|e| e.frame.len() > self.max_frame);
+        // Send in ticket order, so every inbox gets batches in sequence
+        // order; a refused batch still takes (and passes on) its turn.
+        let mut turn = self.turn.lock().unwrap_or_else(|p| p.into_inner());
+        while *turn != ticket {
+            turn = self
+                .turn_changed
+                .wait(turn)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+        if refused.is_none() {
+            for inbox in &self.inboxes {
+                send(inbox, batch.clone());
+            }
+        }
+        *turn += 1;
+        drop(turn);
+        self.turn_changed.notify_all();
+        match refused {
+            None => Ok(batch.len()),
+            Some(i) => Err(envelope::EnvelopeError {
                 index: Some(i),
                 reason: format!(
                     "the encoded event is {} bytes, over the {} allowed (half of MAX_PENDING_BYTES)",
                     batch[i].frame.len(),
                     self.max_frame
                 ),
-            });
+            }),
         }
-        let n = batch.len();
-        for inbox in &self.inboxes {
-            send(inbox, batch.clone());
-        }
-        Ok(n)
     }
 
     pub fn inboxes(&self) -> &[Inbox] {

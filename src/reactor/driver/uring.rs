@@ -148,8 +148,10 @@ pub(super) fn run(parts: Parts, ready: impl FnOnce(io::Result<()>)) {
         core.on_tick(now_ms, sys::clock::unix_secs());
     }
     core.shutdown();
-    let mut rest = Vec::new();
-    let _ = core.transport().ring.wait(0, &mut rest);
+    // The multishot accept holds the listening socket open until it is
+    // cancelled (ring teardown after exit is asynchronous): cancel it now,
+    // so the port stops accepting when this reactor stops, as under epoll.
+    core.transport().ring.cancel_fd(parts.listener.as_raw_fd());
     drop(parts.listener);
 }
 

@@ -27,11 +27,16 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use io_uring::{cqueue, opcode, squeue, types, IoUring, Probe};
 use slab::Slab;
 
-/// Bytes per provided receive buffer (a request head over 8 KiB arrives in
-/// several).
-pub const RECV_BUF: usize = 4096;
-/// Provided receive buffers per ring (a power of two).
-const RECV_BUFS: u16 = 256;
+/// Bytes per provided receive buffer. Most request heads fit in one; a
+/// longer one (up to the 8 KiB cap) arrives in several.
+pub const RECV_BUF: usize = 2048;
+/// Provided receive buffers per ring (a power of two). The kernel uses them
+/// round-robin, so all of them end up resident: 256 KiB per reactor. When a
+/// burst finds none free, the receive stops and is re-armed.
+const RECV_BUFS: u16 = 128;
+/// Finished send records kept for reuse; a fan-out to more listeners
+/// allocates the rest and frees them afterwards.
+const SPARE_SENDS: usize = 1024;
 /// Buffer group id of the receive buffers.
 const BGID: u16 = 0;
 
@@ -280,8 +285,10 @@ impl<P: AsRef<[u8]>> Ring<P> {
 
     fn finish(&mut self, id: usize) {
         let mut op = self.sends.remove(id);
-        op.parts.clear();
-        self.spare.push(op);
+        if self.spare.len() < SPARE_SENDS {
+            op.parts.clear();
+            self.spare.push(op);
+        }
     }
 
     /// Cancels everything queued for `fd` (receive and sends), and submits

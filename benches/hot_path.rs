@@ -1,6 +1,8 @@
 //! Hot-path micro-benchmarks (criterion): request-head parsing, JWT
 //! verification per algorithm, envelope decoding, SSE encoding, and the
-//! syscall cost of fanning one event out to N connected sockets.
+//! cost of fanning one event out to N connected sockets: one `writev` each
+//! (the epoll driver) against one io_uring `sendmsg` entry each, under each
+//! ring setup (the io_uring driver).
 //!
 //! Run: `cargo bench --bench hot_path` (add `-- <filter>` for one group).
 //! The JWT keys are generated once per run with the `openssl` CLI, which must
@@ -9,9 +11,11 @@
 use std::hint::black_box;
 use std::io::{IoSlice, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -20,6 +24,7 @@ use herald::conn::auth::Verifier;
 use herald::conn::http::{parse_head, Head};
 use herald::hub::envelope;
 use herald::hub::sse::{encode_event, Payload};
+use herald::sys::uring::{Completion, Ring, Setup};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
 
@@ -249,6 +254,57 @@ fn deliver<S: Read + Write>(sockets: &mut [S], frame: &[u8], iters: u64) -> Dura
     timed
 }
 
+/// One shared frame, as the io_uring driver holds an event's frame.
+struct Shared(Arc<[u8]>);
+
+impl AsRef<[u8]> for Shared {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// One io_uring `sendmsg` of `frame` per socket, submitted in batches as
+/// the driver does, until every completion is in; only that is timed.
+fn deliver_uring(
+    ring: &mut Ring<Shared>,
+    sockets: &mut [TcpStream],
+    frame: &Arc<[u8]>,
+    iters: u64,
+) -> Duration {
+    let mut timed = Duration::ZERO;
+    let mut buf = vec![0u8; frame.len()];
+    let mut cqes = Vec::new();
+    for _ in 0..iters {
+        let start = Instant::now();
+        for (i, s) in sockets.iter().enumerate() {
+            let part = Shared(frame.clone());
+            ring.send(s.as_raw_fd(), i as u64, std::iter::once(part))
+                .unwrap();
+        }
+        let mut done = 0;
+        while done < sockets.len() {
+            cqes.clear();
+            ring.wait(if done == 0 { 0 } else { 1000 }, &mut cqes)
+                .unwrap();
+            for cqe in &cqes {
+                if let Completion::Sent {
+                    result, finished, ..
+                } = ring.decode(cqe)
+                {
+                    assert_eq!(result.unwrap(), frame.len());
+                    assert!(finished);
+                    done += 1;
+                }
+            }
+        }
+        timed += start.elapsed();
+        for s in sockets.iter_mut() {
+            s.read_exact(&mut buf).unwrap();
+        }
+    }
+    timed
+}
+
 fn fan_out(c: &mut Criterion) {
     let message = "x".repeat(160);
     let frame = encode_event(
@@ -271,6 +327,17 @@ fn fan_out(c: &mut Criterion) {
             BenchmarkId::new(format!("tcp_writev_{}B", frame.len()), n),
             |b| b.iter_custom(|iters| deliver(&mut tcp, &frame, iters)),
         );
+        let shared: Arc<[u8]> = frame.clone().into();
+        for setup in [Setup::CoopSingleIssuer, Setup::Plain, Setup::DeferTaskrun] {
+            let Ok(mut ring) = Ring::with_setup(4096, setup) else {
+                eprintln!("io_uring {setup:?} unavailable here: skipped");
+                continue;
+            };
+            group.bench_function(
+                BenchmarkId::new(format!("tcp_uring_{setup:?}_{}B", frame.len()), n),
+                |b| b.iter_custom(|iters| deliver_uring(&mut ring, &mut tcp, &shared, iters)),
+            );
+        }
     }
     group.finish();
 }

@@ -19,13 +19,17 @@
 //! - When the submission queue is full it is submitted, and completions that
 //!   are ready are moved aside, so the completion queue cannot overflow.
 
-use std::alloc::{self, Layout};
+mod bufs;
+mod probe;
+
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicU16, Ordering};
 
-use io_uring::{cqueue, opcode, squeue, types, IoUring, Probe};
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use slab::Slab;
+
+use bufs::BufRing;
+pub use probe::probe;
 
 /// Bytes per provided receive buffer. Most request heads fit in one; a
 /// longer one (up to the 8 KiB cap) arrives in several.
@@ -38,7 +42,7 @@ const RECV_BUFS: u16 = 128;
 /// allocates the rest and frees them afterwards.
 const SPARE_SENDS: usize = 1024;
 /// Buffer group id of the receive buffers.
-const BGID: u16 = 0;
+pub(super) const BGID: u16 = 0;
 
 /// Tags in the top byte of `user_data`; the low 56 bits carry a token or a
 /// send id. Tokens therefore must fit in 56 bits.
@@ -50,45 +54,33 @@ const TAG_SEND: u64 = 4;
 const TAG_CANCEL: u64 = 5;
 const LOW: u64 = (1 << TAG_SHIFT) - 1;
 
-/// Ring setup chosen by measurement (BENCHMARKS.md): cooperative task
-/// running and a single issuer; `DEFER_TASKRUN` was slower for sends.
-fn builder() -> io_uring::Builder {
-    let mut b = IoUring::builder();
-    b.setup_coop_taskrun().setup_single_issuer();
-    b
+/// How a ring is set up. The driver uses [`Setup::CoopSingleIssuer`],
+/// chosen by measurement (`cargo bench --bench hot_path -- fan_out`,
+/// BENCHMARKS.md); the others exist to be measured against it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Setup {
+    /// No setup flags.
+    Plain,
+    /// `COOP_TASKRUN | SINGLE_ISSUER`: completions are run when the task
+    /// enters the kernel anyway, not by interrupting it.
+    CoopSingleIssuer,
+    /// `DEFER_TASKRUN | SINGLE_ISSUER`: completions are run only when the
+    /// task asks for them.
+    DeferTaskrun,
 }
 
-/// Checks that this kernel and process can run the io_uring driver: a ring
-/// can be created (not disabled by `kernel.io_uring_disabled`, within
-/// `RLIMIT_MEMLOCK`), it has every opcode the driver uses, and it takes a
-/// provided-buffer ring. `Err` says why not, in one line.
-pub fn probe() -> Result<(), String> {
-    let ring = builder()
-        .build(8)
-        .map_err(|e| format!("cannot create a ring: {e}"))?;
-    let mut p = Probe::new();
-    ring.submitter()
-        .register_probe(&mut p)
-        .map_err(|e| format!("cannot probe opcodes: {e}"))?;
-    let needed = [
-        ("accept", opcode::AcceptMulti::CODE),
-        ("recv", opcode::RecvMulti::CODE),
-        ("sendmsg", opcode::SendMsg::CODE),
-        ("poll_add", opcode::PollAdd::CODE),
-        ("async_cancel", opcode::AsyncCancel2::CODE),
-    ];
-    if let Some((name, _)) = needed.iter().find(|(_, code)| !p.is_supported(*code)) {
-        return Err(format!("the kernel lacks the {name} opcode"));
+pub(super) fn builder(setup: Setup) -> io_uring::Builder {
+    let mut b = IoUring::builder();
+    match setup {
+        Setup::Plain => {}
+        Setup::CoopSingleIssuer => {
+            b.setup_coop_taskrun().setup_single_issuer();
+        }
+        Setup::DeferTaskrun => {
+            b.setup_defer_taskrun().setup_single_issuer();
+        }
     }
-    if !ring.params().is_feature_ext_arg() || !ring.params().is_feature_nodrop() {
-        return Err("the kernel lacks IORING_FEAT_EXT_ARG or NODROP (Linux >= 5.11)".into());
-    }
-    let bufs = BufRing::new(&ring, 1).map_err(|e| {
-        format!("no provided-buffer rings (multishot receive needs Linux >= 6.0): {e}")
-    })?;
-    let _ = ring.submitter().unregister_buf_ring(BGID);
-    drop(bufs);
-    Ok(())
+    b
 }
 
 /// One completion, decoded.
@@ -159,7 +151,12 @@ impl<P: AsRef<[u8]>> Ring<P> {
     /// A ring with `entries` submission slots and four times as many
     /// completion slots.
     pub fn new(entries: u32) -> io::Result<Self> {
-        let ring = builder().setup_cqsize(entries * 4).build(entries)?;
+        Self::with_setup(entries, Setup::CoopSingleIssuer)
+    }
+
+    /// [`Ring::new`] with another setup, for measuring.
+    pub fn with_setup(entries: u32, setup: Setup) -> io::Result<Self> {
+        let ring = builder(setup).setup_cqsize(entries * 4).build(entries)?;
         let bufs = BufRing::new(&ring, RECV_BUFS)?;
         Ok(Self {
             ring,
@@ -463,95 +460,5 @@ impl<P: AsRef<[u8]>> Drop for Ring<P> {
     fn drop(&mut self) {
         // The kernel must stop using the buffer ring before it is freed.
         let _ = self.ring.submitter().unregister_buf_ring(BGID);
-    }
-}
-
-/// A ring of provided receive buffers, registered with one io_uring.
-struct BufRing {
-    /// `entries` ring slots, page-aligned, shared with the kernel.
-    slots: *mut types::BufRingEntry,
-    /// `entries * RECV_BUF` bytes of buffers.
-    data: *mut u8,
-    entries: u16,
-    tail: u16,
-}
-
-impl BufRing {
-    fn slots_layout(entries: u16) -> Layout {
-        let size = usize::from(entries) * std::mem::size_of::<types::BufRingEntry>();
-        Layout::from_size_align(size.max(4096), 4096).expect("valid layout")
-    }
-
-    fn data_layout(entries: u16) -> Layout {
-        Layout::from_size_align(usize::from(entries) * RECV_BUF, 64).expect("valid layout")
-    }
-
-    fn new(ring: &IoUring, entries: u16) -> io::Result<Self> {
-        // SAFETY: both layouts have a non-zero size.
-        let (slots, data) = unsafe {
-            (
-                alloc::alloc_zeroed(Self::slots_layout(entries)).cast::<types::BufRingEntry>(),
-                alloc::alloc_zeroed(Self::data_layout(entries)),
-            )
-        };
-        if slots.is_null() || data.is_null() {
-            return Err(io::Error::from(io::ErrorKind::OutOfMemory));
-        }
-        let mut me = Self {
-            slots,
-            data,
-            entries,
-            tail: 0,
-        };
-        // SAFETY: `slots` is page-aligned, zeroed memory for `entries` slots
-        // that stays allocated until `drop`, which runs after the owning
-        // Ring unregistered the group.
-        unsafe {
-            ring.submitter()
-                .register_buf_ring_with_flags(slots as u64, entries, BGID, 0)?
-        };
-        for b in 0..entries {
-            me.give_back(b);
-        }
-        Ok(me)
-    }
-
-    /// The bytes of buffer `buf`.
-    fn bytes(&self, buf: u16) -> &[u8] {
-        let buf = usize::from(buf % self.entries);
-        // SAFETY: buffer `buf` lies within `data`, and the kernel reported it
-        // filled (a completion selected it), so it is not being written.
-        unsafe { std::slice::from_raw_parts(self.data.add(buf * RECV_BUF), RECV_BUF) }
-    }
-
-    /// Hands buffer `buf` (back) to the kernel.
-    fn give_back(&mut self, buf: u16) {
-        let slot = usize::from(self.tail & (self.entries - 1));
-        let buf = buf % self.entries;
-        // SAFETY: `slot` < `entries`, so the entry lies within `slots`; the
-        // kernel reads a slot only after the tail store below publishes it.
-        unsafe {
-            let e = &mut *self.slots.add(slot);
-            e.set_addr(self.data.add(usize::from(buf) * RECV_BUF) as u64);
-            e.set_len(RECV_BUF as u32);
-            e.set_bid(buf);
-        }
-        self.tail = self.tail.wrapping_add(1);
-        // SAFETY: the tail field overlays the first slot's reserved bytes,
-        // is 2-byte aligned, and is shared with the kernel, hence atomic.
-        unsafe {
-            let tail = types::BufRingEntry::tail(self.slots).cast_mut();
-            AtomicU16::from_ptr(tail).store(self.tail, Ordering::Release);
-        }
-    }
-}
-
-impl Drop for BufRing {
-    fn drop(&mut self) {
-        // SAFETY: both blocks came from `alloc_zeroed` with these layouts.
-        unsafe {
-            alloc::dealloc(self.slots.cast(), Self::slots_layout(self.entries));
-            alloc::dealloc(self.data, Self::data_layout(self.entries));
-        }
     }
 }

@@ -271,7 +271,6 @@ impl<T: Transport> Core<T> {
         let token = self.token_of(key);
         let conn = self.conns.remove(key as usize);
         trace!("conn {key}: closed in {} ({why})", conn.state);
-        self.t.release(conn.fd.as_fd(), token);
         if conn.state == State::Streaming {
             self.stats.streaming.fetch_sub(1, Ordering::Relaxed);
         }
@@ -281,7 +280,7 @@ impl<T: Transport> Core<T> {
         }
         self.shared.open.fetch_sub(1, Ordering::Relaxed);
         self.stats.set_open(self.conns.len());
-        // Dropping `conn` closes the fd.
+        self.t.release(conn.fd, token);
     }
 
     // ----- the user index ----------------------------------------------------

@@ -8,7 +8,7 @@
 //! too slow.
 
 use std::io;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::Arc;
 
 use crate::hub::Event;
@@ -52,7 +52,8 @@ pub trait Transport {
     fn send(&mut self, fd: BorrowedFd<'_>, token: u64, out: &[Out<'_>]) -> io::Result<Sent>;
     /// Half-closes the write side (all queued output is sent by then).
     fn shutdown_write(&mut self, fd: BorrowedFd<'_>);
-    /// The connection is about to be closed: stop everything in flight for
-    /// it, so that nothing outlives the descriptor or reaches a successor.
-    fn release(&mut self, fd: BorrowedFd<'_>, token: u64);
+    /// Closes the connection's descriptor, first stopping everything in
+    /// flight for it, so that nothing outlives the socket or reaches a
+    /// successor that reuses the descriptor number.
+    fn release(&mut self, fd: OwnedFd, token: u64);
 }

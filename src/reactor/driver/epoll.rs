@@ -6,7 +6,7 @@
 //! send it.
 
 use std::io::{self, IoSlice};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use log::{debug, warn};
 
@@ -42,8 +42,9 @@ impl Transport for Epoll {
         sys::net::shutdown_write(fd);
     }
 
-    fn release(&mut self, _fd: BorrowedFd<'_>, _token: u64) {
+    fn release(&mut self, fd: OwnedFd, _token: u64) {
         // Closing the descriptor removes it from epoll.
+        drop(fd);
     }
 }
 

@@ -12,11 +12,11 @@
 //!   broadcast to N listeners is N entries and a few `io_uring_enter` calls.
 //!   Short sends are resumed while the connection lives; the core counts the
 //!   bytes still in flight against `MAX_PENDING_BYTES`.
-//! - Before a descriptor is closed, everything queued for it is cancelled
-//!   and submitted, so no request outlives it or reaches a reused number.
+//! - A descriptor is closed through the ring, behind a cancel of everything
+//!   queued for it, so no request outlives it or reaches a reused number.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 
 use log::{debug, warn};
@@ -73,8 +73,8 @@ impl Transport for Uring {
         sys::net::shutdown_write(fd);
     }
 
-    fn release(&mut self, fd: BorrowedFd<'_>, _token: u64) {
-        self.ring.cancel_fd(fd.as_raw_fd());
+    fn release(&mut self, fd: OwnedFd, _token: u64) {
+        self.ring.close(fd);
     }
 }
 
@@ -151,8 +151,7 @@ pub(super) fn run(parts: Parts, ready: impl FnOnce(io::Result<()>)) {
     // The multishot accept holds the listening socket open until it is
     // cancelled (ring teardown after exit is asynchronous): cancel it now,
     // so the port stops accepting when this reactor stops, as under epoll.
-    core.transport().ring.cancel_fd(parts.listener.as_raw_fd());
-    drop(parts.listener);
+    core.transport().ring.close_now(parts.listener);
 }
 
 /// A completion about one connection.

@@ -13,9 +13,9 @@
 //! - A short send is reported, and resumed only when the caller says the
 //!   connection still wants it ([`Ring::resume`]), so a send never reaches a
 //!   descriptor that was closed and reused.
-//! - [`Ring::cancel_fd`] cancels everything queued for a descriptor and
-//!   submits at once, before the caller closes it: the cancel and any queued
-//!   send resolve the descriptor while it is still the same socket.
+//! - [`Ring::close`] takes the descriptor: it queues a cancel of everything
+//!   for it, hard-linked to the close itself, so the number cannot be reused
+//!   while anything queued for the old socket is unresolved.
 //! - When the submission queue is full it is submitted, and completions that
 //!   are ready are moved aside, so the completion queue cannot overflow.
 
@@ -23,7 +23,7 @@ mod bufs;
 mod probe;
 
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd, RawFd};
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use slab::Slab;
@@ -288,16 +288,35 @@ impl<P: AsRef<[u8]>> Ring<P> {
         }
     }
 
-    /// Cancels everything queued for `fd` (receive and sends), and submits
-    /// now, before the caller closes it.
-    pub fn cancel_fd(&mut self, fd: RawFd) {
-        let e = opcode::AsyncCancel2::new(types::CancelBuilder::fd(types::Fd(fd)).all())
+    /// Closes `fd` through the ring: a cancel of everything queued for it
+    /// (receive and sends), hard-linked to a close, both sent with the next
+    /// submission. The descriptor number stays taken until the close runs,
+    /// after every entry queued before it has resolved the descriptor, so
+    /// nothing queued for this socket can reach a successor that reuses the
+    /// number, and no request keeps the socket open.
+    pub fn close(&mut self, fd: OwnedFd) {
+        let fd = fd.into_raw_fd();
+        let cancel = opcode::AsyncCancel2::new(types::CancelBuilder::fd(types::Fd(fd)).all())
+            .build()
+            .flags(squeue::Flags::IO_HARDLINK)
+            .user_data(TAG_CANCEL << TAG_SHIFT);
+        let close = opcode::Close::new(types::Fd(fd))
             .build()
             .user_data(TAG_CANCEL << TAG_SHIFT);
-        // SAFETY: a cancel refers to no memory of ours.
-        let queued = unsafe { self.push(&e) };
-        if queued.and_then(|()| self.submit()).is_err() {
-            log::warn!("io_uring: could not cancel the requests of a closing socket");
+        // SAFETY: a cancel and a close refer to no memory of ours.
+        if unsafe { self.push_all(&[cancel, close]) }.is_err() {
+            log::warn!("io_uring: could not queue the close of a socket");
+            // SAFETY: the close was not queued, so `fd` is still ours.
+            drop(unsafe { OwnedFd::from_raw_fd(fd) });
+        }
+    }
+
+    /// Closes `fd` and submits at once (the listener at shutdown: its
+    /// multishot accept must not keep the port open).
+    pub fn close_now(&mut self, fd: OwnedFd) {
+        self.close(fd);
+        if let Err(e) = self.submit() {
+            log::warn!("io_uring: could not submit a close: {e}");
         }
     }
 
@@ -349,9 +368,19 @@ impl<P: AsRef<[u8]>> Ring<P> {
     /// Every buffer the entry points to must stay valid until its final
     /// completion.
     unsafe fn push(&mut self, e: &squeue::Entry) -> io::Result<()> {
+        // SAFETY: passed on from the caller.
+        unsafe { self.push_all(std::slice::from_ref(e)) }
+    }
+
+    /// Queues entries together (a linked chain stays in one submission),
+    /// submitting first when they do not fit.
+    ///
+    /// # Safety
+    /// As for [`Ring::push`], for every entry.
+    unsafe fn push_all(&mut self, entries: &[squeue::Entry]) -> io::Result<()> {
         loop {
-            // SAFETY: the caller guarantees the entry's buffers outlive it.
-            if unsafe { self.ring.submission().push(e) }.is_ok() {
+            // SAFETY: the caller guarantees the entries' buffers outlive them.
+            if unsafe { self.ring.submission().push_multiple(entries) }.is_ok() {
                 return Ok(());
             }
             self.submit()?;

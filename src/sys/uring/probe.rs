@@ -23,6 +23,7 @@ pub fn probe() -> Result<(), String> {
         ("sendmsg", opcode::SendMsg::CODE),
         ("poll_add", opcode::PollAdd::CODE),
         ("async_cancel", opcode::AsyncCancel2::CODE),
+        ("close", opcode::Close::CODE),
     ];
     if let Some((name, _)) = needed.iter().find(|(_, code)| !p.is_supported(*code)) {
         return Err(format!("the kernel lacks the {name} opcode"));

@@ -49,17 +49,14 @@ impl Transport for Epoll {
 }
 
 pub(super) fn run(parts: Parts, ready: impl FnOnce(io::Result<()>)) {
-    let built = Poller::new(EVENTS_PER_WAIT).and_then(|p| {
-        p.add_readable(parts.listener.as_fd(), LISTENER)?;
-        p.add_readable(parts.wake.waker().as_fd(), WAKER)?;
-        Ok(p)
+    let built = Poller::new(EVENTS_PER_WAIT).and_then(|poller| {
+        poller.add_readable(parts.listener.as_fd(), LISTENER)?;
+        poller.add_readable(parts.wake.waker().as_fd(), WAKER)?;
+        Ok(Epoll { poller })
     });
-    let poller = match built {
-        Ok(p) => p,
-        Err(e) => return ready(Err(e)),
+    let Some(mut core) = super::core(built, &parts, ready) else {
+        return;
     };
-    ready(Ok(()));
-    let mut core = super::core(Epoll { poller }, &parts, sys::clock::mono_ms());
     let listener = parts.listener.as_raw_fd();
     let mut ready = Vec::with_capacity(EVENTS_PER_WAIT);
     let mut busy = true;

@@ -57,8 +57,23 @@ pub fn run(backend: Backend, parts: Parts, ready: impl FnOnce(std::io::Result<()
     }
 }
 
-fn core<T: super::Transport>(t: T, p: &Parts, now_ms: u64) -> Core<T> {
-    Core::new(
+/// The core over a freshly built transport, once `ready` has been told
+/// whether the transport could be built (`None`: it could not).
+fn core<T: super::Transport>(
+    built: std::io::Result<T>,
+    p: &Parts,
+    ready: impl FnOnce(std::io::Result<()>),
+) -> Option<Core<T>> {
+    let t = match built {
+        Ok(t) => t,
+        Err(e) => {
+            ready(Err(e));
+            return None;
+        }
+    };
+    ready(Ok(()));
+    let now_ms = crate::sys::clock::mono_ms();
+    let core = Core::new(
         t,
         p.index,
         p.shared.clone(),
@@ -66,5 +81,6 @@ fn core<T: super::Transport>(t: T, p: &Parts, now_ms: u64) -> Core<T> {
         p.inbox.clone(),
         p.capacity,
         now_ms,
-    )
+    );
+    Some(core)
 }

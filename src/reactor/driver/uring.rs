@@ -79,19 +79,14 @@ impl Transport for Uring {
 }
 
 pub(super) fn run(parts: Parts, ready: impl FnOnce(io::Result<()>)) {
-    let built = Ring::new(RING_ENTRIES).and_then(|mut r| {
-        r.start(
-            parts.listener.as_raw_fd(),
-            parts.wake.waker().as_fd().as_raw_fd(),
-        )?;
-        Ok(r)
+    let built = Ring::new(RING_ENTRIES).and_then(|mut ring| {
+        let waker = parts.wake.waker().as_fd().as_raw_fd();
+        ring.start(parts.listener.as_raw_fd(), waker)?;
+        Ok(Uring { ring })
     });
-    let ring = match built {
-        Ok(r) => r,
-        Err(e) => return ready(Err(e)),
+    let Some(mut core) = super::core(built, &parts, ready) else {
+        return;
     };
-    ready(Ok(()));
-    let mut core = super::core(Uring { ring }, &parts, sys::clock::mono_ms());
     let mut cqes = Vec::with_capacity(RING_ENTRIES as usize * 4);
     let mut busy = true;
     let mut accept_paused_until: Option<u64> = None;

@@ -23,11 +23,11 @@
 //! - Bounded work per turn: the driver accepts at most [`ACCEPT_BATCH`] and
 //!   the core drains at most [`INBOX_BATCH`] inbox messages.
 
-mod conn;
 mod deliver;
 pub mod driver;
 mod input;
 mod output;
+mod slot;
 pub mod stats;
 #[cfg(test)]
 mod tests;
@@ -52,7 +52,7 @@ use crate::hub::inbox::Msg;
 use crate::hub::status::IngestStatus;
 use crate::hub::Event;
 
-use conn::{Conn, Pending};
+use slot::{Conn, Pending};
 pub use stats::Stats;
 use timers::{Deadlines, Token, Wheel};
 pub use transport::{Out, Sent, Transport};

@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 
 use log::debug;
 
-use super::conn::Pending;
+use super::slot::Pending;
 use super::users::NIL;
 use super::{Core, Out, Sent, Transport, POOL_BUFFERS, POOL_BUFFER_KEEP};
 use crate::conn::State;

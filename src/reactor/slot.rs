@@ -1,4 +1,4 @@
-//! The per-connection record kept in a reactor's slab. Kept small: an idle
+//! The per-connection record kept in a reactor's slab slot. Kept small: an idle
 //! streaming connection is this struct and nothing else (plus its share of
 //! the user index).
 

@@ -1,10 +1,20 @@
 //! Command-line options, parsed and validated once; the coordinator splits
 //! them into per-worker [`super::proto::Plan`]s.
+//!
+//! This file holds [`USAGE`], the option types and [`parse`] (flags, defaults
+//! and the checks across options); `values` parses single values (URLs,
+//! source ranges, numbers, durations).
 
-use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use super::probe::Audience;
+
+#[cfg(test)]
+mod tests;
+mod values;
+
+use values::{duration, number, parse_http_url, parse_pub, parse_src};
 
 pub const USAGE: &str = "\
 herald-bench: capacity benchmark client for herald (and other SSE servers)
@@ -282,183 +292,4 @@ pub fn parse(mode: Mode, args: &[String]) -> Result<Options, String> {
         }
     }
     Ok(o)
-}
-
-fn parse_pub(
-    url: &str,
-    kind: PubKind,
-    token: Option<String>,
-    key: String,
-) -> Result<PubTarget, String> {
-    let redis = matches!(kind, PubKind::Redis | PubKind::RedisStream);
-    let http = match (redis, url.strip_prefix("redis://")) {
-        (true, Some(rest)) => {
-            // redis://[user:pass@]host:port[/db]: only host:port is used.
-            let hostport = rest.split('/').next().unwrap_or(rest);
-            if hostport.contains('@') {
-                return Err("--pub redis://: credentials are not supported by the bench".into());
-            }
-            parse_http_url(&format!("http://{hostport}/"))?
-        }
-        (true, None) => return Err(format!("--pub-kind redis needs redis://, got {url}")),
-        (false, Some(_)) => {
-            return Err(format!(
-                "--pub {url}: redis:// needs --pub-kind redis or redis-stream"
-            ))
-        }
-        (false, None) => parse_http_url(url)?,
-    };
-    Ok(PubTarget {
-        kind,
-        addr: http.addr,
-        host: http.host,
-        path: http.path,
-        token,
-        key,
-    })
-}
-
-/// `http://host[:port][/path][?query]`; the host must resolve (loopback in
-/// practice).
-pub fn parse_http_url(url: &str) -> Result<HttpUrl, String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("{url}: only http:// URLs are supported"))?;
-    let (host, path) = match rest.find(['/', '?']) {
-        Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], rest[i..].to_string()),
-        Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
-        None => (rest, "/".to_string()),
-    };
-    let with_port = if host
-        .rsplit_once(':')
-        .is_some_and(|(h, _)| !h.ends_with(':'))
-    {
-        host.to_string()
-    } else {
-        format!("{host}:80")
-    };
-    let addr = with_port
-        .to_socket_addrs()
-        .map_err(|e| format!("{url}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("{url}: host does not resolve"))?;
-    Ok(HttpUrl {
-        addr,
-        host: host.to_string(),
-        path,
-    })
-}
-
-/// `127.0.0.2-127.0.0.60,127.0.1.1` → every address, in order.
-fn parse_src(spec: &str) -> Result<Vec<Ipv4Addr>, String> {
-    let mut out = Vec::new();
-    for part in spec.split(',').filter(|p| !p.is_empty()) {
-        let (a, b) = part.split_once('-').unwrap_or((part, part));
-        let ip = |s: &str| {
-            s.trim()
-                .parse::<Ipv4Addr>()
-                .map_err(|_| format!("--src: {s:?} is not an IPv4 address"))
-        };
-        let (a, b) = (u32::from(ip(a)?), u32::from(ip(b)?));
-        if b < a || b - a > 1 << 20 {
-            return Err(format!("--src: bad range {part:?}"));
-        }
-        out.extend((a..=b).map(Ipv4Addr::from));
-    }
-    Ok(out)
-}
-
-fn number<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
-    v.replace('_', "")
-        .parse()
-        .map_err(|_| format!("{flag}: {v:?} is not a number"))
-}
-
-/// `500ms`, `10s`, `2m`, or plain seconds.
-pub fn duration(flag: &str, v: &str) -> Result<Duration, String> {
-    let (num, scale) = if let Some(n) = v.strip_suffix("ms") {
-        (n, 0.001)
-    } else if let Some(n) = v.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = v.strip_suffix('m') {
-        (n, 60.0)
-    } else {
-        (v, 1.0)
-    };
-    let secs: f64 = number(flag, num)?;
-    if !secs.is_finite() || secs < 0.0 {
-        return Err(format!("{flag}: {v:?} is not a duration"));
-    }
-    Ok(Duration::from_secs_f64(secs * scale))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn args(s: &str) -> Vec<String> {
-        s.split_whitespace().map(String::from).collect()
-    }
-
-    #[test]
-    fn urls_sources_durations() {
-        let u = parse_http_url("http://127.0.0.1:18080/sse?x=1").unwrap();
-        assert_eq!(
-            (u.addr.port(), u.host.as_str(), u.path.as_str()),
-            (18080, "127.0.0.1:18080", "/sse?x=1")
-        );
-        assert_eq!(parse_http_url("http://127.0.0.1?a").unwrap().path, "/?a");
-        assert_eq!(parse_http_url("http://127.0.0.1").unwrap().addr.port(), 80);
-        assert!(parse_http_url("https://x").is_err());
-        let s = parse_src("127.0.0.2-127.0.0.4,127.0.1.1").unwrap();
-        assert_eq!(s.len(), 4);
-        assert_eq!(s[3], Ipv4Addr::new(127, 0, 1, 1));
-        assert!(parse_src("127.0.0.9-127.0.0.2").is_err());
-        assert_eq!(duration("d", "250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(duration("d", "2m").unwrap(), Duration::from_secs(120));
-        assert_eq!(duration("d", "3").unwrap(), Duration::from_secs(3));
-        assert!(duration("d", "-1s").is_err());
-    }
-
-    #[test]
-    fn modes_need_what_they_use() {
-        let o = parse(
-            Mode::Connect,
-            &args("-n 19_000 --procs 2 --server-pid 1,2 --server-pid 3"),
-        )
-        .unwrap();
-        assert_eq!(
-            (o.connections, o.procs, o.server_pids.len()),
-            (19_000, Some(2), 3)
-        );
-        assert!(
-            parse(Mode::Fanout, &args("-n 5")).is_err(),
-            "fanout needs --pub"
-        );
-        let f = parse(
-            Mode::Fanout,
-            &args("--pub redis://127.0.0.1:6379 --events 8 --to random:3"),
-        )
-        .unwrap();
-        let p = f.publisher.unwrap();
-        assert_eq!((p.kind, p.key.as_str()), (PubKind::Redis, "herald"));
-        let x = parse(
-            Mode::Fanout,
-            &args("--pub redis://127.0.0.1:6379 --pub-kind redis-stream"),
-        );
-        assert_eq!(x.unwrap().publisher.unwrap().key, "herald-stream");
-        assert_eq!(f.audience, Audience::Random { k: 3, seed: 1 });
-        let s = parse(
-            Mode::Storm,
-            &args("--pub http://127.0.0.1:9090/publish --events 8"),
-        )
-        .unwrap();
-        assert_eq!(s.storm_after, 2);
-        assert!(parse(
-            Mode::Fanout,
-            &args("--pub http://127.0.0.1:1/pub --pub-kind nchan --to random:2")
-        )
-        .is_err());
-        assert!(parse(Mode::Connect, &args("--bogus")).is_err());
-    }
 }

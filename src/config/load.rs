@@ -1,0 +1,198 @@
+//! Loading: reads every variable through `env`, applies the defaults and the
+//! range checks, and builds the [`Config`]; the first bad value stops it with
+//! a [`ConfigError`] naming that variable.
+
+use std::net::{IpAddr, SocketAddr};
+
+use super::env::{err, parse_addr, Env};
+use super::{
+    Config, ConfigError, Cors, HeartbeatMode, IoBackend, LogFormat, PublicKey, RedisConfig,
+    RedisSource,
+};
+
+impl Config {
+    /// Reads and validates the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(&|k| std::env::var(k).ok())
+    }
+
+    /// Reads and validates variables through `lookup` (unset = `None`).
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env { lookup };
+        let listen_addr = match env.get("LISTEN_ADDR") {
+            Some(v) => parse_addr("LISTEN_ADDR", &v)?,
+            None => {
+                let port = env.parse("APP_PORT", 8080u16, "a port number")?;
+                SocketAddr::new(IpAddr::from([0, 0, 0, 0]), port)
+            }
+        };
+        let admin_addr = parse_addr(
+            "ADMIN_ADDR",
+            &env.get("ADMIN_ADDR")
+                .unwrap_or_else(|| "127.0.0.1:9090".into()),
+        )?;
+        let cores = core_affinity::get_core_ids()
+            .map(|c| c.len())
+            .unwrap_or(1)
+            .max(1);
+        let workers = env.parse("WORKERS", cores, "a positive integer")?;
+        if workers == 0 || workers > 1024 {
+            return Err(err("WORKERS", format!("expected 1..=1024, got {workers}")));
+        }
+        let io_backend = env.choice(
+            "IO_BACKEND",
+            IoBackend::Auto,
+            &[
+                ("auto", IoBackend::Auto),
+                ("epoll", IoBackend::Epoll),
+                ("uring", IoBackend::Uring),
+            ],
+        )?;
+
+        let jwt_secret = env.get("JWT_SECRET");
+        let jwt_public_key = match (env.get("JWT_PUBLIC_KEY"), env.get("JWT_PUBLIC_KEY_FILE")) {
+            (Some(_), Some(_)) => {
+                return Err(err(
+                    "JWT_PUBLIC_KEY_FILE",
+                    "set either JWT_PUBLIC_KEY or JWT_PUBLIC_KEY_FILE, not both",
+                ))
+            }
+            (Some(pem), None) => Some(PublicKey::Pem(pem.replace("\\n", "\n"))),
+            (None, Some(path)) => Some(PublicKey::File(path.into())),
+            (None, None) => None,
+        };
+        let allow_anonymous = env.bool("ALLOW_ANONYMOUS", false)?;
+
+        let heartbeat_secs = env.parse("HEARTBEAT_SECONDS", 30u64, "seconds (0 = off)")?;
+        if heartbeat_secs > 86_400 {
+            return Err(err("HEARTBEAT_SECONDS", "at most 86400"));
+        }
+        let max_pending_bytes = env.parse("MAX_PENDING_BYTES", 256 * 1024usize, "a byte count")?;
+        if max_pending_bytes < 1024 {
+            return Err(err("MAX_PENDING_BYTES", "at least 1024"));
+        }
+        let max_connections = env.parse("MAX_CONNECTIONS", 10_000_000usize, "a count")?;
+        if max_connections == 0 {
+            return Err(err("MAX_CONNECTIONS", "at least 1"));
+        }
+        let origins = env.list("CORS_ALLOWED_ORIGINS");
+        let cors = if origins.is_empty() || origins.iter().any(|o| o == "*") {
+            Cors::Any
+        } else {
+            Cors::List(origins)
+        };
+        let header_timeout_ms = env.parse("HEADER_TIMEOUT_MS", 10_000u64, "milliseconds")?;
+        if !(1..=3_600_000).contains(&header_timeout_ms) {
+            return Err(err("HEADER_TIMEOUT_MS", "expected 1..=3600000 (one hour)"));
+        }
+
+        let history_size = env.parse("HISTORY_SIZE", 100usize, "a count")?;
+        if history_size > 1_000_000 {
+            return Err(err("HISTORY_SIZE", "at most 1000000"));
+        }
+        let history_on_connect = env.parse("HISTORY_ON_CONNECT", 0usize, "a count")?;
+        let redis = redis_config(&env)?;
+
+        Ok(Config {
+            listen_addr,
+            admin_addr,
+            workers,
+            pin_cores: env.bool("PIN_CORES", true)?,
+            io_backend,
+            jwt_secret,
+            jwt_public_key,
+            jwt_issuers: env.list("JWT_ISSUER"),
+            jwt_audience: env.list("JWT_AUDIENCE"),
+            jwt_leeway_secs: env.parse("JWT_LEEWAY_SECONDS", 5u64, "seconds")?,
+            jwt_cookie: env
+                .get("JWT_COOKIE")
+                .unwrap_or_else(|| "herald_token".into()),
+            allow_anonymous,
+            header_timeout_ms,
+            retry_ms: env.parse("RETRY_MS", 3000u64, "milliseconds")?,
+            heartbeat_secs,
+            heartbeat_mode: env.choice(
+                "HEARTBEAT_MODE",
+                HeartbeatMode::Event,
+                &[
+                    ("event", HeartbeatMode::Event),
+                    ("comment", HeartbeatMode::Comment),
+                ],
+            )?,
+            max_pending_bytes,
+            max_connections,
+            history_size,
+            history_on_connect,
+            redis,
+            cors,
+            publish_token: env.get("PUBLISH_TOKEN"),
+            admin_token: env.get("ADMIN_TOKEN"),
+            log_format: env.choice(
+                "APP_ENV",
+                LogFormat::Text,
+                &[
+                    ("test", LogFormat::Text),
+                    ("dev", LogFormat::Text),
+                    ("development", LogFormat::Text),
+                    ("prod", LogFormat::Json),
+                    ("production", LogFormat::Json),
+                ],
+            )?,
+            log_level: env.choice(
+                "LOG_LEVEL",
+                log::LevelFilter::Info,
+                &[
+                    ("error", log::LevelFilter::Error),
+                    ("warn", log::LevelFilter::Warn),
+                    ("info", log::LevelFilter::Info),
+                    ("debug", log::LevelFilter::Debug),
+                    ("trace", log::LevelFilter::Trace),
+                    ("off", log::LevelFilter::Off),
+                ],
+            )?,
+            shutdown_timeout_ms: env.parse("SHUTDOWN_TIMEOUT_MS", 5000u64, "milliseconds")?,
+        })
+    }
+}
+
+fn redis_config(env: &Env<'_>) -> Result<Option<RedisConfig>, ConfigError> {
+    let url = match (env.get("REDIS_URL"), env.get("REDIS_HOST")) {
+        (Some(url), _) => {
+            let url = url.trim().to_string();
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return Err(err(
+                    "REDIS_URL",
+                    format!("expected redis://… or rediss://…, got {url:?}"),
+                ));
+            }
+            url
+        }
+        (None, Some(host)) => {
+            let port = env.parse("REDIS_PORT", 6379u16, "a port number")?;
+            format!("redis://{}:{port}", host.trim())
+        }
+        (None, None) => return Ok(None),
+    };
+    let db = match env.get("REDIS_DB") {
+        None => None,
+        Some(_) => Some(env.parse("REDIS_DB", 0i64, "a database number")?),
+    };
+    let source = match env.get("REDIS_STREAM") {
+        Some(key) => RedisSource::Stream(key.trim().to_string()),
+        None => {
+            let channels = env.list("REDIS_CHANNEL");
+            RedisSource::Channels(if channels.is_empty() {
+                vec!["herald".into()]
+            } else {
+                channels
+            })
+        }
+    };
+    Ok(Some(RedisConfig {
+        url,
+        username: env.get("REDIS_USERNAME"),
+        password: env.get("REDIS_PASSWORD"),
+        db,
+        source,
+    }))
+}

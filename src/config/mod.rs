@@ -1,0 +1,122 @@
+//! Every environment variable herald reads: its default, its validation and its
+//! help text, in one place.
+//!
+//! [`Config::from_lookup`] takes a lookup function rather than reading the
+//! process environment directly, so validation is unit-testable. A bad value
+//! is a [`ConfigError`] naming the variable; `main` turns it into exit code 2.
+//!
+//! This file holds the validated types; the rest is split by job:
+//! - `vars`: [`VARS`], the table behind `herald --help` (and the README
+//!   check), and [`Config::help`];
+//! - `env`: typed reads of one variable (bool, number, list, choice, address);
+//! - `load`: [`Config::from_env`] / [`Config::from_lookup`], which validate
+//!   every variable into a [`Config`].
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+mod env;
+mod load;
+#[cfg(test)]
+mod tests;
+mod vars;
+
+pub use vars::VARS;
+
+/// A configuration mistake: which variable, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.var, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoBackend {
+    Auto,
+    Epoll,
+    Uring,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeartbeatMode {
+    Event,
+    Comment,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Where the public key comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublicKey {
+    Pem(String),
+    File(PathBuf),
+}
+
+/// Where Redis ingest reads from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisSource {
+    Channels(Vec<String>),
+    Stream(String),
+}
+
+/// Redis ingest settings; absent when neither `REDIS_URL` nor `REDIS_HOST`
+/// is set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisConfig {
+    pub url: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub db: Option<i64>,
+    pub source: RedisSource,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cors {
+    Any,
+    List(Vec<String>),
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub workers: usize,
+    pub pin_cores: bool,
+    pub io_backend: IoBackend,
+    pub jwt_secret: Option<String>,
+    pub jwt_public_key: Option<PublicKey>,
+    pub jwt_issuers: Vec<String>,
+    pub jwt_audience: Vec<String>,
+    pub jwt_leeway_secs: u64,
+    pub jwt_cookie: String,
+    pub allow_anonymous: bool,
+    pub header_timeout_ms: u64,
+    pub retry_ms: u64,
+    pub heartbeat_secs: u64,
+    pub heartbeat_mode: HeartbeatMode,
+    pub max_pending_bytes: usize,
+    pub max_connections: usize,
+    pub history_size: usize,
+    pub history_on_connect: usize,
+    pub redis: Option<RedisConfig>,
+    pub cors: Cors,
+    pub publish_token: Option<String>,
+    pub admin_token: Option<String>,
+    pub log_format: LogFormat,
+    pub log_level: log::LevelFilter,
+    pub shutdown_timeout_ms: u64,
+}

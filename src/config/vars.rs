@@ -1,0 +1,142 @@
+//! The variable table behind `herald --help`: `(name, default, meaning)`, in
+//! the order shown, and the help text built from it.
+//!
+//! Contract: every name here must be documented in README.md (a unit test
+//! checks it), and each default shown must be the one `load` applies
+//! (nothing checks that). History and Redis variables are read by `load` but
+//! not listed here.
+
+use super::Config;
+
+/// `(name, default, meaning)` for `herald --help`, in the order shown.
+pub const VARS: &[(&str, &str, &str)] = &[
+    (
+        "LISTEN_ADDR",
+        "0.0.0.0:8080",
+        "public listener (SSE, /health); wins over APP_PORT",
+    ),
+    (
+        "APP_PORT",
+        "",
+        "port for the public listener on 0.0.0.0 when LISTEN_ADDR is unset",
+    ),
+    (
+        "ADMIN_ADDR",
+        "127.0.0.1:9090",
+        "admin listener (/health, POST /publish)",
+    ),
+    ("WORKERS", "one per core", "number of reactor threads"),
+    ("PIN_CORES", "true", "pin each reactor to a core"),
+    (
+        "IO_BACKEND",
+        "auto",
+        "auto | epoll | uring: auto uses io_uring when the probe passes, else epoll",
+    ),
+    (
+        "JWT_SECRET",
+        "",
+        "HMAC key: accepts HS256/HS384/HS512 tokens",
+    ),
+    (
+        "JWT_PUBLIC_KEY",
+        "",
+        "PEM public key (RSA, EC P-256/P-384, Ed25519)",
+    ),
+    (
+        "JWT_PUBLIC_KEY_FILE",
+        "",
+        "path of a PEM public key file (instead of JWT_PUBLIC_KEY)",
+    ),
+    (
+        "JWT_ISSUER",
+        "",
+        "comma list of accepted `iss` (= application); empty: any",
+    ),
+    (
+        "JWT_AUDIENCE",
+        "",
+        "comma list of accepted `aud`; empty: not checked",
+    ),
+    ("JWT_LEEWAY_SECONDS", "5", "clock leeway for exp/nbf"),
+    ("JWT_COOKIE", "herald_token", "cookie holding the token"),
+    (
+        "ALLOW_ANONYMOUS",
+        "false",
+        "accept listeners without a token (broadcasts only)",
+    ),
+    (
+        "HEADER_TIMEOUT_MS",
+        "10000",
+        "time allowed for a complete request head",
+    ),
+    (
+        "RETRY_MS",
+        "3000",
+        "the `retry:` sent at the start of each stream",
+    ),
+    (
+        "HEARTBEAT_SECONDS",
+        "30",
+        "ping a stream idle this long; 0 = off",
+    ),
+    (
+        "HEARTBEAT_MODE",
+        "event",
+        "event (`event: ping`) | comment (`: ping`)",
+    ),
+    (
+        "MAX_PENDING_BYTES",
+        "262144",
+        "unsent bytes after which a slow listener is cut",
+    ),
+    (
+        "MAX_CONNECTIONS",
+        "10000000",
+        "open client connections on the public listener",
+    ),
+    (
+        "CORS_ALLOWED_ORIGINS",
+        "*",
+        "`*` or a comma list of origins (credentialed)",
+    ),
+    ("PUBLISH_TOKEN", "", "bearer token for POST /publish"),
+    (
+        "ADMIN_TOKEN",
+        "",
+        "bearer token for every admin endpoint but /health",
+    ),
+    (
+        "APP_ENV",
+        "test",
+        "test (text logs) | prod (JSON-lines logs)",
+    ),
+    ("LOG_LEVEL", "info", "error | warn | info | debug | trace"),
+    (
+        "SHUTDOWN_TIMEOUT_MS",
+        "5000",
+        "how long SIGTERM/SIGINT waits for reactors",
+    ),
+];
+
+impl Config {
+    /// The `herald --help` text: every variable with its default.
+    pub fn help() -> String {
+        let mut out = String::from(
+            "herald: a Server-Sent Events push server\n\n\
+             Usage: herald            run with configuration from the environment\n       \
+             herald doctor     check this host against the configuration\n       \
+             herald --help     this text\n\n\
+             Environment (name, default, meaning):\n",
+        );
+        for (name, default, meaning) in VARS {
+            let default = if default.is_empty() {
+                "(unset)"
+            } else {
+                default
+            };
+            out.push_str(&format!("  {name:<22} {default:<16} {meaning}\n"));
+        }
+        out.push_str("\nA bad value stops start-up with exit code 2 and names the variable.\n");
+        out
+    }
+}

@@ -11,8 +11,9 @@
 //! unit tests (`tests.rs`) drive it with no socket at all.
 //!
 //! Contracts:
-//! - Tokens are `generation << 32 | slot`; a token for a closed slot is
-//!   ignored everywhere.
+//! - Tokens are `generation << 32 | slot` with a 24-bit generation, so a
+//!   token fits in 56 bits and a driver may tag the top byte (io_uring's
+//!   `user_data`); a token for a closed slot is ignored everywhere.
 //! - Delivery coalesces: the events drained in one turn are matched per
 //!   connection, and each connection gets all of its matching events in one
 //!   send.
@@ -70,6 +71,8 @@ const CLOSE_LINGER_MS: u64 = 2000;
 /// Preallocated write buffers per reactor, and their initial size.
 const POOL_BUFFERS: usize = 64;
 const POOL_BUFFER_BYTES: usize = 16 * 1024;
+/// Generations wrap within 24 bits (see the token contract above).
+const GEN_MASK: u32 = 0x00ff_ffff;
 /// Buffers that grew past this are freed rather than pooled.
 const POOL_BUFFER_KEEP: usize = 64 * 1024;
 
@@ -220,7 +223,7 @@ impl<T: Transport> Core<T> {
     pub fn on_accept(&mut self, fd: OwnedFd, now_ms: u64) -> Option<u64> {
         let open = self.shared.open.fetch_add(1, Ordering::Relaxed) + 1;
         let full = open > self.shared.cfg.max_connections;
-        self.next_gen = self.next_gen.wrapping_add(1);
+        self.next_gen = self.next_gen.wrapping_add(1) & GEN_MASK;
         let gen = self.next_gen;
         let now_rel = self.now_rel(now_ms);
         let entry = self.conns.vacant_entry();

@@ -780,3 +780,24 @@ fn stale_tokens_are_ignored_completion() {
     assert_eq!(r.sends(new).len(), 2);
     assert_eq!(r.ids(new), ids(&["e1"]));
 }
+
+/// A driver may use the top byte of a token (io_uring tags `user_data`), so
+/// tokens must fit in 56 bits however many connections a reactor has seen:
+/// the generation wraps within 24 bits, and the wrapped token still works.
+#[test]
+fn tokens_fit_in_56_bits_across_the_generation_wrap() {
+    let mut r = rig(&[]);
+    r.core.next_gen = super::GEN_MASK - 1;
+    let before = r.connect();
+    let at_wrap = r.connect();
+    let after = r.connect();
+    for t in [before, at_wrap, after] {
+        assert_eq!(t >> 56, 0, "token {t:#x} uses the top byte");
+        assert!(r.input(t, GET), "token {t:#x} not accepted");
+    }
+    assert_eq!(at_wrap >> 32, 0, "the generation wrapped to 0");
+    r.deliver(&event("e1"));
+    for t in [before, at_wrap, after] {
+        assert_eq!(r.ids(t), ids(&["e1"]));
+    }
+}

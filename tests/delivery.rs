@@ -204,3 +204,15 @@ fn numeric_sub_is_a_user_id() {
     h.publish_ok(r#"{"to":"42","message":"numeric"}"#);
     assert_eq!(c.expect_event().data, "numeric");
 }
+
+/// `"data": null` is a JSON payload like any other: delivered as `data: null`,
+/// not refused (SPEC §4; what Centrifugo and Mercure publishers expect).
+#[test]
+fn data_null_is_delivered_as_json_null() {
+    let h = herald();
+    let mut c = h.sse_with_token(&jwt::user("u1"));
+    h.publish_ok(r#"{"event":"cleared","data":null}"#);
+    let ev = c.expect_event();
+    assert_eq!(ev.event.as_deref(), Some("cleared"));
+    assert_eq!(ev.data, "null");
+}

@@ -64,7 +64,7 @@ fn bad_envelopes_are_400_naming_the_first_bad_one() {
         (r#"{"source":[],"message":"m"}"#, "source"),
         (r#"{"event":"a\nb","message":"m"}"#, "event"),
         (r#"{"id":"a\r\nid: forged","message":"m"}"#, "id"),
-        (r#"{"data":null}"#, "data"),
+        (r#"{"event":"only"}"#, "data"),
     ] {
         let r = post(&h, body);
         let v = assert_problem(&r, 400, "bad_request", "Bad Request");
@@ -74,7 +74,7 @@ fn bad_envelopes_are_400_naming_the_first_bad_one() {
     // In a batch, the detail names the index of the first bad envelope.
     let r = post(
         &h,
-        r#"[{"message":"ok"},{"message":"ok"},{"data":null},{"message":7}]"#,
+        r#"[{"message":"ok"},{"message":"ok"},{"event":"x"},{"message":7}]"#,
     );
     let v = assert_problem(&r, 400, "bad_request", "Bad Request");
     let detail = v["detail"].as_str().unwrap();

@@ -120,10 +120,9 @@ fn decode_one(value: Value) -> Result<Envelope, String> {
     let source = optional_string(&mut obj, "source")?;
     let payload = match optional_string(&mut obj, "message")? {
         Some(m) => Payload::Message(m),
+        // `"data": null` is a JSON payload like any other (`data: null`).
         None => match obj.remove("data") {
-            None | Some(Value::Null) => {
-                return Err("neither `message` nor `data` is present".into())
-            }
+            None => return Err("neither `message` nor `data` is present".into()),
             Some(v) => Payload::Data(v),
         },
     };
@@ -261,7 +260,7 @@ mod tests {
             (r#"{"id":"1\r","message":"m"}"#, Some(0), "CR, LF"),
             (r#"{"app":true,"message":"m"}"#, Some(0), "`app`"),
             (
-                r#"[{"message":"ok"},{"message":"ok"},{"data":null}]"#,
+                r#"[{"message":"ok"},{"message":"ok"},{"event":"x"}]"#,
                 Some(2),
                 "neither",
             ),

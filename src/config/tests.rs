@@ -123,3 +123,90 @@ fn help_lists_every_variable() {
         assert!(help.contains(name), "{name}");
     }
 }
+
+/// Variables read from the environment by code outside this table's reach:
+/// systemd's own, not herald's.
+const NOT_OURS: &[&str] = &["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"];
+
+/// Every `"NAME"` that follows `marker` (after optional whitespace) in `text`.
+fn names_after<'a>(text: &'a str, marker: &str) -> Vec<&'a str> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find(marker) {
+        rest = &rest[i + marker.len()..];
+        let arg = rest.trim_start();
+        if let Some(quoted) = arg.strip_prefix('"') {
+            let name = &quoted[..quoted.find('"').unwrap_or(0)];
+            if !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+            {
+                out.push(name);
+            }
+        }
+    }
+    out
+}
+
+fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("read src") {
+        let path = entry.expect("dir entry").path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// Walks the server's source (not the bench client's) for every variable
+/// read: through the loader's `env.<kind>("NAME", …)` and through
+/// `std::env::var("NAME")`. Each must be in `--help`.
+#[test]
+fn every_variable_read_is_in_the_help_table() {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut read = std::collections::BTreeSet::new();
+    let server =
+        |f: &&std::path::PathBuf| !f.starts_with(src.join("bin")) && !f.ends_with("tests.rs");
+    for f in files.iter().filter(server) {
+        let text = std::fs::read_to_string(f).expect("read source");
+        for marker in [
+            "env.get(",
+            "env.parse(",
+            "env.bool(",
+            "env.list(",
+            "env.choice(",
+            "env::var(",
+        ] {
+            read.extend(names_after(&text, marker).into_iter().map(str::to_string));
+        }
+    }
+    assert!(
+        read.len() > 30,
+        "the walk found only {read:?}: is the pattern stale?"
+    );
+    let listed: Vec<&str> = VARS.iter().map(|(n, _, _)| *n).collect();
+    let missing: Vec<&String> = read
+        .iter()
+        .filter(|n| !listed.contains(&n.as_str()) && !NOT_OURS.contains(&n.as_str()))
+        .collect();
+    assert!(missing.is_empty(), "read but not in --help: {missing:?}");
+    let help = Config::help();
+    for name in &listed {
+        assert!(help.contains(name), "--help lacks {name}");
+    }
+}
+
+#[test]
+fn the_systemd_environment_file_lists_every_variable() {
+    let env_file = include_str!("../../systemd/herald.env");
+    for (name, _, _) in VARS {
+        assert!(
+            env_file.contains(&format!("{name}=")),
+            "systemd/herald.env lacks {name}"
+        );
+    }
+}

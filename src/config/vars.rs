@@ -1,10 +1,10 @@
 //! The variable table behind `herald --help`: `(name, default, meaning)`, in
 //! the order shown, and the help text built from it.
 //!
-//! Contract: every name here must be documented in README.md (a unit test
-//! checks it), and each default shown must be the one `load` applies
-//! (nothing checks that). History and Redis variables are read by `load` but
-//! not listed here.
+//! Contract: this is the one list of variables. Unit tests check that every
+//! variable the source reads is here, and that README.md and
+//! systemd/herald.env document every name here. Each default shown must be
+//! the one `load` applies.
 
 use super::Config;
 
@@ -93,6 +93,36 @@ pub const VARS: &[(&str, &str, &str)] = &[
         "MAX_CONNECTIONS",
         "10000000",
         "open client connections on the public listener",
+    ),
+    (
+        "HISTORY_SIZE",
+        "100",
+        "events kept per app for Last-Event-ID replay (0 = none)",
+    ),
+    (
+        "HISTORY_ON_CONNECT",
+        "0",
+        "history events sent to a connection without Last-Event-ID",
+    ),
+    (
+        "REDIS_URL",
+        "",
+        "redis:// or rediss:// URL; unset (and no REDIS_HOST) = no Redis",
+    ),
+    ("REDIS_HOST", "", "Redis host, instead of REDIS_URL"),
+    ("REDIS_PORT", "6379", "Redis port, with REDIS_HOST"),
+    ("REDIS_USERNAME", "", "ACL user name (overrides the URL's)"),
+    ("REDIS_PASSWORD", "", "password (overrides the URL's)"),
+    ("REDIS_DB", "", "database number (overrides the URL's)"),
+    (
+        "REDIS_CHANNEL",
+        "herald",
+        "pub/sub channel(s) to SUBSCRIBE, comma list",
+    ),
+    (
+        "REDIS_STREAM",
+        "",
+        "stream key: read with XREAD instead of pub/sub",
     ),
     (
         "CORS_ALLOWED_ORIGINS",

@@ -48,6 +48,10 @@ impl Transport for Null {
         Ok(Sent::Now(n))
     }
 
+    fn clock_ms(&self) -> u64 {
+        0
+    }
+
     fn shutdown_write(&mut self, _fd: BorrowedFd<'_>) {}
 
     fn release(&mut self, fd: OwnedFd, _token: u64) {
@@ -153,7 +157,7 @@ fn streams(core: &mut Core<Null>, n: usize, jwt: bool) {
 fn publish_and_drain(core: &mut Core<Null>, hub: &Hub, body: &[u8], iters: u64) -> Duration {
     let mut took = Duration::ZERO;
     for _ in 0..iters {
-        hub.publish(decode(body).expect("envelope"), 1)
+        hub.publish(decode(body).expect("envelope"), Default::default())
             .expect("published");
         let start = Instant::now();
         core.drain_inbox(2);

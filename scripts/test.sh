@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -17,6 +18,17 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     echo "missing: ${need_apt[*]} (run as root or install them)" >&2
     exit 1
   fi
+fi
+
+# The /metrics test reads the exposition with Python's prometheus_client.
+if ! python3 -c "import prometheus_client" >/dev/null 2>&1; then
+  echo "== installing prometheus_client (Python)"
+  if ! python3 -m pip --version >/dev/null 2>&1; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pip >/dev/null
+  fi
+  python3 -m pip install -q --break-system-packages prometheus_client 2>/dev/null \
+    || python3 -m pip install -q prometheus_client
 fi
 
 echo "== cargo fmt --check"

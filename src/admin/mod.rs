@@ -1,7 +1,11 @@
-//! The admin listener (`ADMIN_ADDR`, loopback by default): `GET /health` and
-//! `POST /publish` (SPEC §4). Low volume, so it is a plain blocking server on
+//! The admin listener (`ADMIN_ADDR`, loopback by default): `GET /health`,
+//! `GET /stats` (JSON), `GET /metrics` (Prometheus, [`metrics`]) and
+//! `POST /publish` (SPEC §4). `ADMIN_TOKEN`, when set, guards every
+//! endpoint but `/health`; `PUBLISH_TOKEN` also opens `/publish`. Low volume, so it is a plain blocking server on
 //! its own thread, one request per connection, with read timeouts; it never
 //! touches a reactor except through the hub.
+
+pub mod metrics;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -159,6 +163,21 @@ impl Admin {
                 }
             }
             ("/stats", _) => not_allowed("GET"),
+            ("/metrics", Method::Get) => {
+                if self.authorized(req, &[&self.cfg.admin_token]) {
+                    let c = self.counters.snapshot();
+                    let text = metrics::render(&metrics::Sources {
+                        counters: &c,
+                        status: &self.status,
+                        inbox_stalls: self.inbox_stalls(),
+                        backend: self.backend,
+                    });
+                    response::simple(200, "text/plain; version=0.0.4; charset=utf-8", "", &text)
+                } else {
+                    unauthorized("GET /metrics needs Authorization: Bearer <ADMIN_TOKEN>")
+                }
+            }
+            ("/metrics", _) => not_allowed("GET"),
             ("/health", _) => not_allowed("GET"),
             ("/publish", Method::Post) => {
                 if !self.authorized(req, &[&self.cfg.publish_token, &self.cfg.admin_token]) {
@@ -199,9 +218,7 @@ impl Admin {
     }
 
     fn publish(&self, body: &[u8]) -> Vec<u8> {
-        match envelope::decode(body)
-            .and_then(|envs| self.hub.publish(envs, crate::sys::clock::unix_ms()))
-        {
+        match envelope::decode(body).and_then(|envs| self.hub.publish(envs, crate::ingest::now())) {
             Ok(n) => {
                 self.status.published.fetch_add(n as u64, Relaxed);
                 response::simple(
@@ -224,10 +241,14 @@ impl Admin {
 }
 
 impl Admin {
+    fn inbox_stalls(&self) -> u64 {
+        self.hub.inboxes().iter().map(|i| i.stalls()).sum()
+    }
+
     /// `GET /stats`: totals over every reactor, plus ingest counters.
     fn stats_json(&self) -> String {
         let c = self.counters.snapshot();
-        let stalls: u64 = self.hub.inboxes().iter().map(|i| i.stalls()).sum();
+        let stalls = self.inbox_stalls();
         let redis = match self.status.redis() {
             RedisState::Disabled => "disabled",
             RedisState::Up => "up",
@@ -239,7 +260,7 @@ impl Admin {
             "accepted_total": c.accepted,
             "accept_errors_total": c.accept_errors,
             "refused_full_total": c.refused_full,
-            "slow_disconnects_total": c.slow_disconnects,
+            "slow_disconnects_total": c.disconnects(crate::reactor::stats::Why::Slow),
             "delivered_total": c.delivered,
             "inbox_stalls_total": stalls,
             "io_backend": self.backend,

@@ -180,6 +180,7 @@ impl Envelope {
             name: self.name.map(Into::into),
             source: self.source.map(Into::into),
             frame: frame.into(),
+            published_ms: 0,
         }
     }
 }

@@ -45,6 +45,18 @@ pub struct Event {
     pub source: Option<Box<str>>,
     /// The complete SSE frame, ending in a blank line.
     pub frame: Box<[u8]>,
+    /// Monotonic milliseconds when it was published (for the
+    /// publish-to-write latency).
+    pub published_ms: u64,
+}
+
+/// The time of a publish, read by the caller (the hub reads no clock):
+/// wall-clock milliseconds for server-assigned ids, monotonic milliseconds
+/// for latency.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Now {
+    pub unix_ms: u64,
+    pub mono_ms: u64,
 }
 
 impl Event {
@@ -89,9 +101,9 @@ impl Hub {
     pub fn publish(
         &self,
         envelopes: Vec<envelope::Envelope>,
-        now_unix_ms: u64,
+        now: Now,
     ) -> Result<usize, envelope::EnvelopeError> {
-        self.send(envelopes, now_unix_ms, Inbox::send_events)
+        self.send(envelopes, now, Inbox::send_events)
     }
 
     /// Like [`Hub::publish`], but the events only fill every reactor's
@@ -100,15 +112,15 @@ impl Hub {
     pub fn preload(
         &self,
         envelopes: Vec<envelope::Envelope>,
-        now_unix_ms: u64,
+        now: Now,
     ) -> Result<usize, envelope::EnvelopeError> {
-        self.send(envelopes, now_unix_ms, Inbox::send_history)
+        self.send(envelopes, now, Inbox::send_history)
     }
 
     fn send(
         &self,
         envelopes: Vec<envelope::Envelope>,
-        now_ms: u64,
+        now: Now,
         send: fn(&Inbox, Batch),
     ) -> Result<usize, envelope::EnvelopeError> {
         if envelopes.is_empty() {
@@ -118,14 +130,19 @@ impl Hub {
         let (ticket, assigned) = {
             let mut guard = self.ids.lock().unwrap_or_else(|p| p.into_inner());
             let (gen, next_ticket) = &mut *guard;
-            let assigned: Vec<(u64, String)> = envelopes.iter().map(|_| gen.next(now_ms)).collect();
+            let assigned: Vec<(u64, String)> =
+                envelopes.iter().map(|_| gen.next(now.unix_ms)).collect();
             *next_ticket += 1;
             (*next_ticket - 1, assigned)
         };
         let batch: Batch = envelopes
             .into_iter()
             .zip(assigned)
-            .map(|(env, (seq, generated))| Arc::new(env.into_event(seq, generated)))
+            .map(|(env, (seq, generated))| {
+                let mut ev = env.into_event(seq, generated);
+                ev.published_ms = now.mono_ms;
+                Arc::new(ev)
+            })
             .collect();
         let refused = batch.iter().position(|e| e.frame.len() > self.max_frame);
         // Send in ticket order, so every inbox gets batches in sequence

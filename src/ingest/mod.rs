@@ -12,6 +12,14 @@ use std::time::{Duration, Instant};
 
 use log::warn;
 
+/// The clocks read for one publish (the hub reads none).
+pub fn now() -> crate::hub::Now {
+    crate::hub::Now {
+        unix_ms: crate::sys::clock::unix_ms(),
+        mono_ms: crate::sys::clock::mono_ms(),
+    }
+}
+
 /// Logs at most once per interval, counting what it held back.
 pub struct RateLimitedLog {
     interval: Duration,

@@ -193,7 +193,7 @@ impl Ingest {
                     .filter_map(|entry| entry_envelopes(entry).ok())
                     .flatten()
                     .collect();
-                if let Err(e) = self.hub.preload(envs, crate::sys::clock::unix_ms()) {
+                if let Err(e) = self.hub.preload(envs, super::now()) {
                     warn!("redis: stream tail not loaded into history: {e}");
                 }
             }
@@ -249,7 +249,7 @@ impl Ingest {
     }
 
     fn publish(&mut self, envs: Vec<envelope::Envelope>) {
-        match self.hub.publish(envs, crate::sys::clock::unix_ms()) {
+        match self.hub.publish(envs, super::now()) {
             Ok(n) => {
                 self.status
                     .published

@@ -20,6 +20,9 @@ use crate::hub::{Event, Target};
 /// Pieces per send built on the stack; more events than this for one
 /// connection in one drain go out in several sends, in order.
 const OUT_BATCH: usize = 64;
+/// Connections written between two readings of the clock for the
+/// publish-to-write latency.
+const LATENCY_CHUNK: u32 = 512;
 
 impl<T: Transport> Core<T> {
     /// Drains at most [`INBOX_BATCH`] messages and delivers their events.
@@ -98,6 +101,10 @@ impl<T: Transport> Core<T> {
             keys.dedup();
         }
         let mut delivered = 0u64;
+        let mut per_event = std::mem::take(&mut self.per_event);
+        per_event.clear();
+        per_event.resize(events.len(), 0);
+        let mut in_chunk = 0;
         let mut t = 0;
         for &key in &keys {
             while t < targeted.len() && targeted[t].0 < key {
@@ -125,13 +132,38 @@ impl<T: Transport> Core<T> {
                 }
             }
             delivered += picked.len() as u64;
+            for &i in &picked {
+                per_event[i as usize] += 1;
+            }
             self.write_events(key, events, &picked, now_ms);
+            in_chunk += 1;
+            if in_chunk == LATENCY_CHUNK {
+                self.observe_latency(events, &mut per_event);
+                in_chunk = 0;
+            }
         }
+        self.observe_latency(events, &mut per_event);
+        self.per_event = per_event;
         self.stats.delivered.fetch_add(delivered, Ordering::Relaxed);
         self.targeted = targeted;
         self.keys = keys;
         self.picked = picked;
         self.bcast = bcast;
+    }
+
+    /// Records the latency of the deliveries counted in `per_event` (writes
+    /// per event since the last call) and resets the counts.
+    fn observe_latency(&self, events: &[Arc<Event>], per_event: &mut [u64]) {
+        if per_event.iter().all(|&n| n == 0) {
+            return;
+        }
+        let now = self.t.clock_ms();
+        for (ev, n) in events.iter().zip(per_event.iter_mut()) {
+            if *n > 0 {
+                self.stats.latency(now.saturating_sub(ev.published_ms), *n);
+                *n = 0;
+            }
+        }
     }
 
     /// (connection, event index) pairs for the targeted events, sorted and

@@ -52,6 +52,7 @@ impl<T: Transport> Core<T> {
     /// Queues a final response, half-closes once it is out, and lingers to
     /// drain input so the response is not lost to a reset.
     pub(super) fn respond_and_close(&mut self, key: u32, bytes: &[u8], now_ms: u64) {
+        self.stats.responded(bytes);
         self.set_state(key, State::Closing);
         self.conns[key as usize].head = None;
         if !self.write(key, &[Out::Bytes(bytes)], now_ms) {
@@ -71,6 +72,15 @@ impl<T: Transport> Core<T> {
             (cfg.retry_ms, cfg.history_on_connect, cfg.heartbeat_secs);
         let conn_id = uuid::Builder::from_random_bytes(self.random_bytes()).into_uuid();
         let preface = session::preface(&req, &self.history, &conn_id, retry_ms, on_connect);
+        if req.last_event_id.is_some() {
+            self.stats.replays.fetch_add(1, Ordering::Relaxed);
+        }
+        self.stats
+            .history_gaps
+            .fetch_add(u64::from(preface.gap.is_some()), Ordering::Relaxed);
+        self.stats
+            .replayed
+            .fetch_add(preface.replay.len() as u64, Ordering::Relaxed);
         let app = self.users.intern_app(&req.identity.app);
         {
             let conn = &mut self.conns[key as usize];

@@ -18,7 +18,10 @@
 //!   connection, and each connection gets all of its matching events in one
 //!   send.
 //! - A connection whose unsent bytes would pass `MAX_PENDING_BYTES` is cut
-//!   and counted (`slow_disconnects`); it reconnects with `Last-Event-ID`.
+//!   and counted (disconnect reason `slow`); it reconnects with
+//!   `Last-Event-ID`.
+//! - Every close is counted by reason ([`stats::Why`]), every final
+//!   response by status, every delivery by publish-to-write latency.
 //! - A stream starts only after the inbox is drained, so replay and live
 //!   delivery meet where every other reactor's did: no gap, no duplicate.
 //! - Bounded work per turn: the driver accepts at most [`ACCEPT_BATCH`] and
@@ -55,6 +58,7 @@ use crate::hub::Event;
 
 use slot::{Conn, Pending};
 pub use stats::Stats;
+use stats::Why;
 use timers::{Deadlines, Token, Wheel};
 pub use transport::{Out, Sent, Transport};
 use users::{Users, NIL};
@@ -114,6 +118,7 @@ pub struct Core<T> {
     keys: Vec<u32>,
     picked: Vec<u32>,
     bcast: Vec<Option<Option<u32>>>,
+    per_event: Vec<u64>,
     expired: Vec<Token>,
 }
 
@@ -158,6 +163,7 @@ impl<T: Transport> Core<T> {
             keys: Vec::new(),
             picked: Vec::new(),
             bcast: Vec::new(),
+            per_event: Vec::new(),
             expired: Vec::new(),
             shared,
         }
@@ -190,7 +196,7 @@ impl<T: Transport> Core<T> {
         let keys: Vec<u32> = self.conns.iter().map(|(k, _)| k as u32).collect();
         let open = keys.len();
         for key in keys {
-            self.close(key, "shutting down");
+            self.close(key, Why::Shutdown);
         }
         info!("reactor {} stopped, closed {open} connections", self.index);
     }
@@ -253,10 +259,20 @@ impl<T: Transport> Core<T> {
         self.stats.accept_errors.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The peer closed its side, or the socket failed.
+    /// The peer closed its side, or the socket failed (`why`, for the
+    /// trace log).
     pub fn on_closed(&mut self, token: u64, why: &str) {
         if let Some(key) = self.live(token) {
-            self.close(key, why);
+            trace!("conn {key}: {why}");
+            let after_response = self.conns[key as usize].state == State::Closing;
+            self.close(
+                key,
+                if after_response {
+                    Why::Responded
+                } else {
+                    Why::Peer
+                },
+            );
         }
     }
 
@@ -266,14 +282,15 @@ impl<T: Transport> Core<T> {
         conn.state = state;
     }
 
-    fn close(&mut self, key: u32, why: &str) {
+    fn close(&mut self, key: u32, why: Why) {
         if !self.conns.contains(key as usize) {
             return;
         }
+        self.stats.disconnected(why);
         self.unlink_user(key);
         let token = self.token_of(key);
         let conn = self.conns.remove(key as usize);
-        trace!("conn {key}: closed in {} ({why})", conn.state);
+        trace!("conn {key}: closed in {} ({})", conn.state, why.name());
         if conn.state == State::Streaming {
             self.stats.streaming.fetch_sub(1, Ordering::Relaxed);
         }

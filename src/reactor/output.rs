@@ -6,12 +6,12 @@
 //! - While output is pending, new pieces are copied behind it into a pooled
 //!   buffer; when the driver reports progress the queue is sent as one piece.
 //! - Unsent bytes (in flight + queued) over `MAX_PENDING_BYTES` cut the
-//!   listener, counted in `slow_disconnects`.
+//!   listener, counted as a `slow` disconnect.
 //! - A closing connection is half-closed only once nothing is pending.
 
 use std::io;
 use std::os::fd::AsFd;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::Ordering::Relaxed;
 
 use log::debug;
 
@@ -42,7 +42,10 @@ impl<T: Transport> Core<T> {
         let sent = self.t.send(conn.fd.as_fd(), token, out);
         conn.last_write = now_rel;
         let written = match sent {
-            Ok(Sent::Now(n)) => n,
+            Ok(Sent::Now(n)) => {
+                self.stats.bytes_written.fetch_add(n as u64, Relaxed);
+                n
+            }
             Ok(Sent::Later) => {
                 let p = Pending::in_flight(total);
                 self.conns[key as usize].pending = self.pending.insert(p) as u32;
@@ -95,7 +98,10 @@ impl<T: Transport> Core<T> {
             return false;
         };
         let n = match result {
-            Ok(n) => n,
+            Ok(n) => {
+                self.stats.bytes_written.fetch_add(n as u64, Relaxed);
+                n
+            }
             Err(e) => {
                 self.fail(key, &e);
                 return false;
@@ -133,7 +139,10 @@ impl<T: Transport> Core<T> {
                 .send(conn.fd.as_fd(), token, &[Out::Bytes(&p.buf[p.off..])])
             {
                 Ok(Sent::Now(0)) => return,
-                Ok(Sent::Now(n)) => p.off += n,
+                Ok(Sent::Now(n)) => {
+                    self.stats.bytes_written.fetch_add(n as u64, Relaxed);
+                    p.off += n;
+                }
                 Ok(Sent::Later) => {
                     // The driver copied the queue; it is in flight now.
                     p.inflight = p.buf.len() - p.off;
@@ -160,14 +169,13 @@ impl<T: Transport> Core<T> {
 
     fn fail(&mut self, key: u32, e: &io::Error) -> bool {
         debug!("conn {key}: write failed: {e}");
-        self.close(key, "write failed");
+        self.close(key, super::Why::Peer);
         false
     }
 
     fn close_slow(&mut self, key: u32) -> bool {
-        self.stats.slow_disconnects.fetch_add(1, Ordering::Relaxed);
         debug!("conn {key}: cut, over MAX_PENDING_BYTES");
-        self.close(key, "slow listener");
+        self.close(key, super::Why::Slow);
         false
     }
 

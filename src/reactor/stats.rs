@@ -1,9 +1,55 @@
 //! Per-reactor counters. Each reactor writes its own (relaxed atomics, no
 //! sharing on the hot path); the admin side reads them all through one
-//! narrow type, [`Counters`], as a [`Snapshot`].
+//! narrow type, [`Counters`], as a [`Snapshot`] summed over reactors.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
+
+/// Why a connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Why {
+    /// The peer closed, reset, or a read or write failed.
+    Peer,
+    /// Cut for passing `MAX_PENDING_BYTES`.
+    Slow,
+    /// Closed at shutdown.
+    Shutdown,
+    /// Sent nothing before the header timeout.
+    Idle,
+    /// Closed after a final response (an answer or a refusal).
+    Responded,
+}
+
+impl Why {
+    pub const ALL: [Why; 5] = [
+        Why::Peer,
+        Why::Slow,
+        Why::Shutdown,
+        Why::Idle,
+        Why::Responded,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Why::Peer => "peer",
+            Why::Slow => "slow",
+            Why::Shutdown => "shutdown",
+            Why::Idle => "timeout",
+            Why::Responded => "responded",
+        }
+    }
+}
+
+/// Final responses on the public listener are counted by these statuses
+/// (anything else counts as the last, `0`).
+pub const STATUSES: [u16; 13] = [
+    200, 204, 400, 401, 403, 404, 405, 408, 413, 429, 431, 503, 0,
+];
+
+/// Upper bounds (milliseconds) of the publish-to-write latency buckets;
+/// one more bucket holds the rest.
+pub const LATENCY_BOUNDS_MS: [u64; 13] =
+    [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000];
 
 #[derive(Default, Debug)]
 pub struct Stats {
@@ -14,10 +60,23 @@ pub struct Stats {
     pub accepted: AtomicU64,
     pub accept_errors: AtomicU64,
     pub refused_full: AtomicU64,
-    /// Listeners cut for exceeding `MAX_PENDING_BYTES`.
-    pub slow_disconnects: AtomicU64,
+    /// Connections ended, by [`Why`] (in [`Why::ALL`] order).
+    disconnects: [AtomicU64; Why::ALL.len()],
+    /// Final responses, by [`STATUSES`].
+    responses: [AtomicU64; STATUSES.len()],
     /// Event frames handed to sockets.
     pub delivered: AtomicU64,
+    /// Bytes the kernel took.
+    pub bytes_written: AtomicU64,
+    /// Streams that asked for replay (`Last-Event-ID`), events replayed,
+    /// and replays that began with `history-gap`.
+    pub replays: AtomicU64,
+    pub replayed: AtomicU64,
+    pub history_gaps: AtomicU64,
+    /// Deliveries by publish-to-write latency (the last bucket: slower than
+    /// every bound), and their sum in milliseconds.
+    latency: [AtomicU64; LATENCY_BOUNDS_MS.len() + 1],
+    latency_sum_ms: AtomicU64,
 }
 
 impl Stats {
@@ -27,6 +86,35 @@ impl Stats {
 
     pub fn set_open(&self, n: usize) {
         self.open.store(n, Relaxed);
+    }
+
+    pub fn disconnected(&self, why: Why) {
+        self.disconnects[why as usize].fetch_add(1, Relaxed);
+    }
+
+    pub fn disconnects(&self, why: Why) -> u64 {
+        self.disconnects[why as usize].load(Relaxed)
+    }
+
+    /// Counts a final response by its status line (`HTTP/1.1 NNN …`).
+    pub fn responded(&self, response: &[u8]) {
+        let status = response
+            .get(9..12)
+            .and_then(|s| std::str::from_utf8(s).ok())
+            .and_then(|s| s.parse::<u16>().ok())
+            .unwrap_or(0);
+        let i = STATUSES
+            .iter()
+            .position(|&s| s == status)
+            .unwrap_or(STATUSES.len() - 1);
+        self.responses[i].fetch_add(1, Relaxed);
+    }
+
+    /// Records `count` deliveries written `ms` after their publish.
+    pub fn latency(&self, ms: u64, count: u64) {
+        let i = LATENCY_BOUNDS_MS.partition_point(|&b| b < ms);
+        self.latency[i].fetch_add(count, Relaxed);
+        self.latency_sum_ms.fetch_add(ms * count, Relaxed);
     }
 }
 
@@ -44,10 +132,26 @@ pub struct Snapshot {
     pub accepted: u64,
     pub accept_errors: u64,
     pub refused_full: u64,
-    pub slow_disconnects: u64,
+    /// By [`Why`], in [`Why::ALL`] order.
+    pub disconnects: [u64; Why::ALL.len()],
+    /// By [`STATUSES`].
+    pub responses: [u64; STATUSES.len()],
     pub delivered: u64,
+    pub bytes_written: u64,
+    pub replays: u64,
+    pub replayed: u64,
+    pub history_gaps: u64,
+    /// Per bucket of [`LATENCY_BOUNDS_MS`], not cumulative.
+    pub latency: [u64; LATENCY_BOUNDS_MS.len() + 1],
+    pub latency_sum_ms: u64,
     /// Open connections of each reactor.
     pub per_reactor: Vec<usize>,
+}
+
+impl Snapshot {
+    pub fn disconnects(&self, why: Why) -> u64 {
+        self.disconnects[why as usize]
+    }
 }
 
 impl Counters {
@@ -57,16 +161,52 @@ impl Counters {
 
     pub fn snapshot(&self) -> Snapshot {
         let mut s = Snapshot::default();
+        let add = |to: &mut [u64], from: &[AtomicU64]| {
+            for (t, f) in to.iter_mut().zip(from) {
+                *t += f.load(Relaxed);
+            }
+        };
         for r in self.reactors.iter() {
             s.connections += r.open() as u64;
             s.streaming += r.streaming.load(Relaxed) as u64;
             s.accepted += r.accepted.load(Relaxed);
             s.accept_errors += r.accept_errors.load(Relaxed);
             s.refused_full += r.refused_full.load(Relaxed);
-            s.slow_disconnects += r.slow_disconnects.load(Relaxed);
+            add(&mut s.disconnects, &r.disconnects);
+            add(&mut s.responses, &r.responses);
             s.delivered += r.delivered.load(Relaxed);
+            s.bytes_written += r.bytes_written.load(Relaxed);
+            s.replays += r.replays.load(Relaxed);
+            s.replayed += r.replayed.load(Relaxed);
+            s.history_gaps += r.history_gaps.load(Relaxed);
+            add(&mut s.latency, &r.latency);
+            s.latency_sum_ms += r.latency_sum_ms.load(Relaxed);
             s.per_reactor.push(r.open());
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn responses_by_status_and_latency_buckets() {
+        let s = Stats::default();
+        s.responded(b"HTTP/1.1 401 Unauthorized\r\n");
+        s.responded(b"HTTP/1.1 418 I'm a teapot\r\n");
+        s.responded(b"junk");
+        s.latency(0, 2);
+        s.latency(1, 1);
+        s.latency(3, 1);
+        s.latency(60_000, 4);
+        let snap = Counters::new(Arc::from(vec![Arc::new(s)])).snapshot();
+        assert_eq!(snap.responses[3], 1, "401");
+        assert_eq!(snap.responses[STATUSES.len() - 1], 2, "other");
+        assert_eq!(snap.latency[0], 3, "≤ 1 ms");
+        assert_eq!(snap.latency[2], 1, "≤ 5 ms");
+        assert_eq!(snap.latency[LATENCY_BOUNDS_MS.len()], 4, "slower than all");
+        assert_eq!(snap.latency_sum_ms, 1 + 3 + 240_000);
     }
 }

@@ -90,6 +90,10 @@ impl Transport for Fake {
         })
     }
 
+    fn clock_ms(&self) -> u64 {
+        T0
+    }
+
     fn shutdown_write(&mut self, fd: BorrowedFd<'_>) {
         self.calls.push(Call::ShutdownWrite(fd.as_raw_fd()));
     }
@@ -176,12 +180,20 @@ impl Rig {
     }
 
     fn slow_disconnects(&self) -> u64 {
-        self.stats.slow_disconnects.load(Ordering::Relaxed)
+        self.stats.disconnects(super::stats::Why::Slow)
     }
 
     fn publish(&mut self, json: &str) {
         let envelopes = decode(json.as_bytes()).expect("envelope");
-        self.hub.publish(envelopes, UNIX_MS).expect("published");
+        self.hub
+            .publish(
+                envelopes,
+                crate::hub::Now {
+                    unix_ms: UNIX_MS,
+                    mono_ms: self.now,
+                },
+            )
+            .expect("published");
     }
 
     /// Publishes and lets the reactor drain its inbox, as a driver would on

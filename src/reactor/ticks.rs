@@ -34,12 +34,12 @@ impl<T: Transport> Core<T> {
             }
             match session::on_header_timeout(&self.conns[key as usize].head) {
                 Some(body) => self.respond_and_close(key, &body, now_ms),
-                None => self.close(key, "idle before sending a request"),
+                None => self.close(key, super::Why::Idle),
             }
         }
         while let Some((key, gen)) = self.lingers.pop_expired(now_ms) {
             if self.alive(key, gen) {
-                self.close(key, "linger over");
+                self.close(key, super::Why::Responded);
             }
         }
         self.heartbeat(now_ms, unix_s);

@@ -50,6 +50,9 @@ pub trait Transport {
     fn register(&mut self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()>;
     /// Sends `out` in order, as one write where the driver can.
     fn send(&mut self, fd: BorrowedFd<'_>, token: u64, out: &[Out<'_>]) -> io::Result<Sent>;
+    /// The monotonic clock in milliseconds, read for the publish-to-write
+    /// latency figure only (the core's decisions use the `now` passed in).
+    fn clock_ms(&self) -> u64;
     /// Half-closes the write side (all queued output is sent by then).
     fn shutdown_write(&mut self, fd: BorrowedFd<'_>);
     /// Closes the connection's descriptor, first stopping everything in

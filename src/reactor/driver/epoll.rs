@@ -38,6 +38,10 @@ impl Transport for Epoll {
         writev_all(fd, out).map(Sent::Now)
     }
 
+    fn clock_ms(&self) -> u64 {
+        sys::clock::mono_ms()
+    }
+
     fn shutdown_write(&mut self, fd: BorrowedFd<'_>) {
         sys::net::shutdown_write(fd);
     }

@@ -69,6 +69,10 @@ impl Transport for Uring {
         Ok(Sent::Later)
     }
 
+    fn clock_ms(&self) -> u64 {
+        sys::clock::mono_ms()
+    }
+
     fn shutdown_write(&mut self, fd: BorrowedFd<'_>) {
         sys::net::shutdown_write(fd);
     }

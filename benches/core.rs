@@ -80,6 +80,7 @@ fn setup(capacity: usize) -> (Core<Null>, Hub) {
         verifier,
         status: Arc::new(IngestStatus::new(false)),
         open: Default::default(),
+        presence: Arc::new(herald::presence::Presence::new(0, None, 0)),
     });
     let (tx, rx, _wake) = inbox().expect("eventfd");
     let core = Core::new(

@@ -27,6 +27,9 @@
 //!   history, timers, delivery matching, write-queue policy) and makes no
 //!   system call; [`reactor::driver`] holds the epoll and io_uring loops that
 //!   feed it through [`reactor::Transport`].
+//! - [`presence`]: who is online in this process (per-user stream counts
+//!   shared by the reactors), and the feed that announces joins and leaves
+//!   through the hub.
 //! - [`conn`]: one connection, sans-IO: [`conn::session`] takes bytes and
 //!   returns what to do; parsing, routing, auth, responses.
 //! - [`hub`]: events, envelopes, ids, SSE encoding, filters, history, the
@@ -46,6 +49,7 @@ pub mod doctor;
 pub mod hub;
 pub mod ingest;
 pub mod logging;
+pub mod presence;
 pub mod reactor;
 pub mod server;
 pub mod sys;

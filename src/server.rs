@@ -14,6 +14,7 @@ use crate::conn::auth::Verifier;
 use crate::hub::inbox;
 use crate::hub::status::IngestStatus;
 use crate::hub::Hub;
+use crate::presence::Presence;
 use crate::reactor::driver::{self, Backend, Parts};
 use crate::reactor::{Shared, Stats};
 use crate::sys;
@@ -129,11 +130,18 @@ pub fn run(prepared: Prepared) -> Result<(), StartError> {
     let stats: Arc<[Arc<Stats>]> = (0..workers).map(|_| Arc::new(Stats::default())).collect();
     let status = Arc::new(IngestStatus::new(redis.is_some()));
     let cfg = Arc::new(cfg);
+    let (changes_tx, changes_rx) = crossbeam_channel::unbounded();
+    let presence = Arc::new(Presence::new(
+        cfg.max_connections_per_user,
+        cfg.presence_events.then_some(changes_tx),
+        cfg.presence_list_max,
+    ));
     let shared = Arc::new(Shared {
         cfg: cfg.clone(),
         verifier,
         status: status.clone(),
         open: Default::default(),
+        presence: presence.clone(),
     });
 
     let cores = core_affinity::get_core_ids().unwrap_or_default();
@@ -181,6 +189,13 @@ pub fn run(prepared: Prepared) -> Result<(), StartError> {
     }
 
     let hub = Arc::new(Hub::new(inboxes, cfg.max_pending_bytes / 2));
+    if presence.events() {
+        let hub = hub.clone();
+        std::thread::Builder::new()
+            .name("presence".into())
+            .spawn(move || crate::presence::run_feed(changes_rx, &hub, crate::ingest::now))
+            .map_err(|e| StartError(format!("cannot spawn presence thread: {e}")))?;
+    }
     if let (Some(client), Some(rc)) = (redis, &cfg.redis) {
         let (hub, status, source) = (hub.clone(), status.clone(), rc.source.clone());
         let history_size = cfg.history_size;

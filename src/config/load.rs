@@ -91,6 +91,17 @@ impl Config {
             return Err(err("HISTORY_SIZE", "at most 1000000"));
         }
         let history_on_connect = env.parse("HISTORY_ON_CONNECT", 0usize, "a count")?;
+        let presence_events = env.choice(
+            "INTERNAL_EVENTS_STRATEGY",
+            false,
+            &[("ignore", false), ("generate", true)],
+        )?;
+        let presence_list_max = env.parse("PRESENCE_LIST_MAX", 10_000usize, "a count")?;
+        if presence_list_max > 1_000_000 {
+            return Err(err("PRESENCE_LIST_MAX", "at most 1000000"));
+        }
+        let max_connections_per_user =
+            env.parse("MAX_CONNECTIONS_PER_USER", 0u32, "a count (0 = no limit)")?;
         let redis = redis_config(&env)?;
 
         Ok(Config {
@@ -123,6 +134,9 @@ impl Config {
             max_connections,
             history_size,
             history_on_connect,
+            presence_events,
+            presence_list_max,
+            max_connections_per_user,
             redis,
             cors,
             publish_token: env.get("PUBLISH_TOKEN"),

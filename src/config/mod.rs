@@ -112,6 +112,11 @@ pub struct Config {
     pub max_connections: usize,
     pub history_size: usize,
     pub history_on_connect: usize,
+    /// `INTERNAL_EVENTS_STRATEGY=generate`: presence events (SPEC §5).
+    pub presence_events: bool,
+    pub presence_list_max: usize,
+    /// Streams one user may hold in one app (0 = no limit).
+    pub max_connections_per_user: u32,
     pub redis: Option<RedisConfig>,
     pub cors: Cors,
     pub publish_token: Option<String>,

@@ -105,6 +105,21 @@ pub const VARS: &[(&str, &str, &str)] = &[
         "history events sent to a connection without Last-Event-ID",
     ),
     (
+        "INTERNAL_EVENTS_STRATEGY",
+        "ignore",
+        "generate: presence events (on-connection, user-connected, user-disconnected)",
+    ),
+    (
+        "PRESENCE_LIST_MAX",
+        "10000",
+        "most users listed in an on-connection event",
+    ),
+    (
+        "MAX_CONNECTIONS_PER_USER",
+        "0",
+        "streams one user may hold in one app; 0 = no limit (503 beyond)",
+    ),
+    (
         "REDIS_URL",
         "",
         "redis:// or rediss:// URL; unset (and no REDIS_HOST) = no Redis",

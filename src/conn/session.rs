@@ -96,6 +96,15 @@ pub fn server_full() -> Vec<u8> {
     )
 }
 
+/// The answer to a user over `MAX_CONNECTIONS_PER_USER`.
+pub fn user_full(cors: &str) -> Vec<u8> {
+    response::problem(
+        Problem::ServerFull,
+        "this user has reached MAX_CONNECTIONS_PER_USER",
+        &format!("{cors}Retry-After: 5\r\n"),
+    )
+}
+
 /// What a new stream is sent before live events, in order: the response
 /// head with the `retry:` preface, then a `history-gap` event when the
 /// `Last-Event-ID` is no longer held, then the replayed events.

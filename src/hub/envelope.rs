@@ -181,6 +181,7 @@ impl Envelope {
             source: self.source.map(Into::into),
             frame: frame.into(),
             published_ms: 0,
+            internal: false,
         }
     }
 }

@@ -46,6 +46,7 @@ impl Subscriber<'_> {
         let target_ok = match &ev.target {
             Target::All => true,
             Target::Users(ids) => self.user.is_some_and(|u| ids.iter().any(|id| &**id == u)),
+            Target::Others(user) => self.user != Some(&**user),
         };
         app_ok
             && target_ok

@@ -29,6 +29,8 @@ pub enum Target {
     All,
     /// Every connection of these user ids (in `app`, or in every app).
     Users(Box<[Box<str>]>),
+    /// Every listener of `app` except this user's connections (presence).
+    Others(Box<str>),
 }
 
 /// One event, decoded once and shared by every reactor and listener.
@@ -48,6 +50,20 @@ pub struct Event {
     /// Monotonic milliseconds when it was published (for the
     /// publish-to-write latency).
     pub published_ms: u64,
+    /// An internal event (SPEC §5, presence): its frame has no `id:` line
+    /// (it does not move a listener's `Last-Event-ID`), it is never kept in
+    /// history, and it passes every listener filter.
+    pub internal: bool,
+}
+
+/// An internal event to announce to an app's listeners.
+#[derive(Debug)]
+pub struct Internal {
+    pub app: Box<str>,
+    pub name: &'static str,
+    pub data: serde_json::Value,
+    /// Whose connections do not get it (the user it is about).
+    pub except: Option<Box<str>>,
 }
 
 /// The time of a publish, read by the caller (the hub reads no clock):
@@ -127,14 +143,7 @@ impl Hub {
             return Ok(0);
         }
         // Ids and a ticket under the lock; encoding outside it.
-        let (ticket, assigned) = {
-            let mut guard = self.ids.lock().unwrap_or_else(|p| p.into_inner());
-            let (gen, next_ticket) = &mut *guard;
-            let assigned: Vec<(u64, String)> =
-                envelopes.iter().map(|_| gen.next(now.unix_ms)).collect();
-            *next_ticket += 1;
-            (*next_ticket - 1, assigned)
-        };
+        let (ticket, assigned) = self.reserve(envelopes.len(), now);
         let batch: Batch = envelopes
             .into_iter()
             .zip(assigned)
@@ -145,23 +154,14 @@ impl Hub {
             })
             .collect();
         let refused = batch.iter().position(|e| e.frame.len() > self.max_frame);
-        // Send in ticket order, so every inbox gets batches in sequence
-        // order; a refused batch still takes (and passes on) its turn.
-        let mut turn = self.turn.lock().unwrap_or_else(|p| p.into_inner());
-        while *turn != ticket {
-            turn = self
-                .turn_changed
-                .wait(turn)
-                .unwrap_or_else(|p| p.into_inner());
-        }
-        if refused.is_none() {
-            for inbox in &self.inboxes {
-                send(inbox, batch.clone());
+        // A refused batch still takes (and passes on) its turn.
+        self.in_turn(ticket, || {
+            if refused.is_none() {
+                for inbox in &self.inboxes {
+                    send(inbox, batch.clone());
+                }
             }
-        }
-        *turn += 1;
-        drop(turn);
-        self.turn_changed.notify_all();
+        });
         match refused {
             None => Ok(batch.len()),
             Some(i) => Err(envelope::EnvelopeError {
@@ -173,6 +173,62 @@ impl Hub {
                 ),
             }),
         }
+    }
+
+    /// Sends an internal event (presence) to every reactor, in order with
+    /// published events.
+    pub fn announce(&self, internal: Internal, now: Now) {
+        let (ticket, mut assigned) = self.reserve(1, now);
+        let (seq, _) = assigned.remove(0);
+        let Internal {
+            app,
+            name,
+            data,
+            except,
+        } = internal;
+        let frame = sse::encode_event(None, Some(name), sse::Payload::Json(&data));
+        let ev = Event {
+            seq,
+            id: "".into(),
+            app: Some(app),
+            target: except.map_or(Target::All, Target::Others),
+            name: Some(name.into()),
+            source: None,
+            frame: frame.into(),
+            published_ms: now.mono_ms,
+            internal: true,
+        };
+        let batch: Batch = Arc::from(vec![Arc::new(ev)]);
+        self.in_turn(ticket, || {
+            for inbox in &self.inboxes {
+                inbox.send_events(batch.clone());
+            }
+        });
+    }
+
+    /// `n` (sequence, id) pairs and a ticket, under the id lock.
+    fn reserve(&self, n: usize, now: Now) -> (u64, Vec<(u64, String)>) {
+        let mut guard = self.ids.lock().unwrap_or_else(|p| p.into_inner());
+        let (gen, next_ticket) = &mut *guard;
+        let assigned = (0..n).map(|_| gen.next(now.unix_ms)).collect();
+        *next_ticket += 1;
+        (*next_ticket - 1, assigned)
+    }
+
+    /// Runs `send` when `ticket`'s turn comes, so every inbox gets batches
+    /// in sequence order, then passes the turn on.
+    fn in_turn(&self, ticket: u64, send: impl FnOnce()) {
+        let mut turn = self.turn.lock().unwrap_or_else(|p| p.into_inner());
+        while *turn != ticket {
+            turn = self
+                .turn_changed
+                .wait(turn)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+        send();
+        *turn += 1;
+        drop(turn);
+        self.turn_changed.notify_all();
     }
 
     pub fn inboxes(&self) -> &[Inbox] {

@@ -20,6 +20,21 @@ use crate::hub::{Event, Target};
 /// Pieces per send built on the stack; more events than this for one
 /// connection in one drain go out in several sends, in order.
 const OUT_BATCH: usize = 64;
+/// Who on this reactor an event can reach.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Reach {
+    /// Every streaming connection.
+    Everyone,
+    /// The listeners of one (interned) app.
+    App(u32),
+    /// The listeners of one app except one user's connections (`NIL`: that
+    /// user has none here).
+    AppBut(u32, u32),
+    /// Only the connections the user index names (also: an app nobody here
+    /// listens to).
+    Targeted,
+}
+
 /// Connections written between two readings of the clock for the
 /// publish-to-write latency.
 const LATENCY_CHUNK: u32 = 512;
@@ -65,7 +80,7 @@ impl<T: Transport> Core<T> {
         if events.is_empty() {
             return;
         }
-        for ev in events.iter() {
+        for ev in events.iter().filter(|ev| !ev.internal) {
             self.history.push(ev);
         }
         self.deliver(events, now_ms);
@@ -80,17 +95,10 @@ impl<T: Transport> Core<T> {
         let mut picked = std::mem::take(&mut self.picked);
         let mut bcast = std::mem::take(&mut self.bcast);
         self.match_targets(events, &mut targeted);
-        // For each event: `Some(None)` goes to everyone, `Some(Some(app))` to
-        // one app's listeners, `None` is targeted (or for an app nobody here
-        // listens to).
         bcast.clear();
-        bcast.extend(events.iter().map(|ev| match (&ev.target, &ev.app) {
-            (Target::All, None) => Some(None),
-            (Target::All, Some(a)) => self.users.find_app(a).map(Some),
-            _ => None,
-        }));
+        bcast.extend(events.iter().map(|ev| self.reach(ev)));
         keys.clear();
-        if bcast.iter().any(Option::is_some) {
+        if bcast.iter().any(|r| !matches!(r, Reach::Targeted)) {
             let streaming = self
                 .conns
                 .iter()
@@ -119,13 +127,14 @@ impl<T: Transport> Core<T> {
             }
             for (i, ev) in events.iter().enumerate() {
                 let wanted = match bcast[i] {
-                    Some(None) => true,
-                    Some(Some(app)) => conn.app == app,
-                    None if t < targeted.len() && targeted[t] == (key, i as u32) => {
+                    Reach::Everyone => true,
+                    Reach::App(app) => conn.app == app,
+                    Reach::AppBut(app, user) => conn.app == app && conn.user != user,
+                    Reach::Targeted if t < targeted.len() && targeted[t] == (key, i as u32) => {
                         t += 1;
                         true
                     }
-                    None => false,
+                    Reach::Targeted => false,
                 };
                 if wanted && conn.wants(ev) {
                     picked.push(i as u32);
@@ -149,6 +158,20 @@ impl<T: Transport> Core<T> {
         self.keys = keys;
         self.picked = picked;
         self.bcast = bcast;
+    }
+
+    /// Who on this reactor an event can reach, resolved once per drain.
+    fn reach(&self, ev: &Event) -> Reach {
+        let app = || ev.app.as_deref().and_then(|a| self.users.find_app(a));
+        match (&ev.target, &ev.app) {
+            (Target::All, None) => Reach::Everyone,
+            (Target::All, Some(_)) => app().map_or(Reach::Targeted, Reach::App),
+            (Target::Others(user), _) => match app() {
+                Some(a) => Reach::AppBut(a, self.users.find(a, user).unwrap_or(NIL)),
+                None => Reach::Targeted,
+            },
+            (Target::Users(_), _) => Reach::Targeted,
+        }
     }
 
     /// Records the latency of the deliveries counted in `per_event` (writes

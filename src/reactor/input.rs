@@ -67,6 +67,16 @@ impl<T: Transport> Core<T> {
     }
 
     fn start_stream(&mut self, key: u32, req: StreamRequest, now_ms: u64) {
+        let presence = &self.shared.presence;
+        if let (true, Some(user)) = (presence.active(), &req.identity.user) {
+            if presence.join(&req.identity.app, user).is_err() {
+                let body = crate::conn::session::user_full(&req.cors);
+                return self.respond_and_close(key, &body, now_ms);
+            }
+        }
+        let on_connection = presence
+            .events()
+            .then(|| presence.on_connection(&req.identity.app, req.identity.user.as_deref()));
         let cfg = &self.shared.cfg;
         let (retry_ms, on_connect, heartbeat_secs) =
             (cfg.retry_ms, cfg.history_on_connect, cfg.heartbeat_secs);
@@ -99,6 +109,14 @@ impl<T: Transport> Core<T> {
         );
         let mut out: Vec<Out<'_>> = Vec::with_capacity(2 + preface.replay.len());
         out.push(Out::Bytes(preface.head.as_bytes()));
+        let on_connection = on_connection.map(|users| {
+            crate::hub::sse::encode_event(
+                None,
+                Some("on-connection"),
+                crate::hub::sse::Payload::Json(&users),
+            )
+        });
+        out.extend(on_connection.as_deref().map(Out::Bytes));
         out.extend(preface.gap.as_deref().map(Out::Bytes));
         out.extend(preface.replay.iter().map(Out::Event));
         if !self.write(key, &out, now_ms) {

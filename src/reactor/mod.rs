@@ -55,6 +55,7 @@ use crate::hub::history::History;
 use crate::hub::inbox::Msg;
 use crate::hub::status::IngestStatus;
 use crate::hub::Event;
+use crate::presence::Presence;
 
 use slot::{Conn, Pending};
 pub use stats::Stats;
@@ -89,6 +90,8 @@ pub struct Shared {
     /// Client connections open across all reactors (for `MAX_CONNECTIONS`):
     /// one atomic add per accept and one subtract per close.
     pub open: AtomicUsize,
+    /// Who is online across reactors (presence events, per-user limit).
+    pub presence: Arc<Presence>,
 }
 
 /// One reactor's core, driven through the transport `T`.
@@ -117,7 +120,7 @@ pub struct Core<T> {
     targeted: Vec<(u32, u32)>,
     keys: Vec<u32>,
     picked: Vec<u32>,
-    bcast: Vec<Option<Option<u32>>>,
+    bcast: Vec<deliver::Reach>,
     per_event: Vec<u64>,
     expired: Vec<Token>,
 }
@@ -287,6 +290,7 @@ impl<T: Transport> Core<T> {
             return;
         }
         self.stats.disconnected(why);
+        self.leave_presence(key);
         self.unlink_user(key);
         let token = self.token_of(key);
         let conn = self.conns.remove(key as usize);
@@ -341,6 +345,18 @@ impl<T: Transport> Core<T> {
             self.users.remove(user);
         }
         self.conns[key as usize].user = NIL;
+    }
+
+    /// A streaming user's connection ends: one stream fewer in presence.
+    fn leave_presence(&self, key: u32) {
+        let conn = &self.conns[key as usize];
+        if conn.user == NIL || conn.state != State::Streaming || !self.shared.presence.active() {
+            return;
+        }
+        let app = self.users.app_name(conn.app);
+        self.shared
+            .presence
+            .leave(app, &self.users.get(conn.user).id);
     }
 
     fn random_bytes(&mut self) -> [u8; 16] {

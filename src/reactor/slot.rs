@@ -52,10 +52,13 @@ impl Conn {
     }
 
     /// Whether this listener's filter lets `ev` through.
+    /// Internal (presence) events pass every filter.
     pub fn wants(&self, ev: &Event) -> bool {
-        self.filter
-            .as_ref()
-            .is_none_or(|f| f.matches(ev.event_type(), ev.source.as_deref()))
+        ev.internal
+            || self
+                .filter
+                .as_ref()
+                .is_none_or(|f| f.matches(ev.event_type(), ev.source.as_deref()))
     }
 }
 

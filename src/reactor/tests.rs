@@ -130,6 +130,7 @@ fn rig(pairs: &[(&str, &str)]) -> Rig {
         verifier,
         status: Arc::new(IngestStatus::new(false)),
         open: Default::default(),
+        presence: Arc::new(crate::presence::Presence::new(0, None, 0)),
     });
     let stats = Arc::new(Stats::default());
     let (tx, rx, _wake) = inbox().expect("inbox");

@@ -63,6 +63,11 @@ impl Users {
     }
 
     /// The index of `app` if any listener of it was seen here.
+    /// The name of an interned app.
+    pub fn app_name(&self, app: u32) -> &str {
+        &self.apps[app as usize]
+    }
+
     pub fn find_app(&self, app: &str) -> Option<u32> {
         self.apps.iter().position(|a| &**a == app).map(|i| i as u32)
     }

@@ -1,0 +1,239 @@
+//! Who is online in this process (SPEC §5, §7): each authenticated user's
+//! stream count per app, shared by every reactor, for presence events and
+//! `MAX_CONNECTIONS_PER_USER`.
+//!
+//! Contract:
+//! - [`Presence::join`] and [`Presence::leave`] cost O(1): one hash lookup
+//!   under one of [`SHARDS`] locks, chosen by (app, user), held for the
+//!   lookup only. They are called when a stream starts and when it ends,
+//!   never per event.
+//! - A user's first stream in an app and last stream leaving are exact
+//!   across reactors: they are decided under the shard lock, and the change
+//!   is queued (still under the lock, so in that order) for the feed.
+//! - `on-connection` lists what the shards hold at that moment (every
+//!   stream that started before is in), walking at most `PRESENCE_LIST_MAX`
+//!   users (`truncated` beyond) plus one lock per shard.
+//! - With presence events on, the feed thread ([`run_feed`]) turns each
+//!   change into `user-connected` / `user-disconnected` through the hub.
+//!   Reactors never publish to the hub themselves: a reactor waiting on its
+//!   own full inbox would never drain it.
+
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::Mutex;
+
+use crossbeam_channel::{Receiver, Sender};
+use hashbrown::{DefaultHashBuilder, HashMap};
+
+use crate::hub::{Hub, Internal, Now};
+
+/// Lock shards of the connection counts.
+pub const SHARDS: usize = 64;
+
+/// A user's first stream in an app opened, or its last one closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Joined { app: Box<str>, user: Box<str> },
+    Left { app: Box<str>, user: Box<str> },
+}
+
+/// `join` refused: the user already holds `MAX_CONNECTIONS_PER_USER`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserFull;
+
+/// One shard: app → user → open streams (users with none are removed).
+type Counts = HashMap<Box<str>, HashMap<Box<str>, u32>>;
+
+/// The process-wide presence state.
+pub struct Presence {
+    shards: Box<[Mutex<Counts>]>,
+    hasher: DefaultHashBuilder,
+    /// 0: no limit.
+    per_user_max: u32,
+    /// Where changes go when presence events are on.
+    feed: Option<Sender<Change>>,
+    list_max: usize,
+}
+
+impl Presence {
+    /// Presence with events on (`feed` set) or off, and a per-user limit
+    /// (0 = none).
+    pub fn new(per_user_max: u32, feed: Option<Sender<Change>>, list_max: usize) -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(Counts::default())).collect(),
+            hasher: DefaultHashBuilder::default(),
+            per_user_max,
+            feed,
+            list_max,
+        }
+    }
+
+    /// Whether streams need to be counted at all.
+    pub fn active(&self) -> bool {
+        self.per_user_max > 0 || self.feed.is_some()
+    }
+
+    /// Whether presence events are generated.
+    pub fn events(&self) -> bool {
+        self.feed.is_some()
+    }
+
+    fn shard(&self, app: &str, user: &str) -> &Mutex<Counts> {
+        let mut h = self.hasher.build_hasher();
+        app.hash(&mut h);
+        user.hash(&mut h);
+        &self.shards[h.finish() as usize % SHARDS]
+    }
+
+    /// A stream of `user` in `app` starts.
+    pub fn join(&self, app: &str, user: &str) -> Result<(), UserFull> {
+        let mut counts = self.lock(app, user);
+        if let Some(n) = counts.get_mut(app).and_then(|users| users.get_mut(user)) {
+            if self.per_user_max > 0 && *n >= self.per_user_max {
+                return Err(UserFull);
+            }
+            *n += 1;
+            return Ok(());
+        }
+        counts.entry_ref(app).or_default().insert(user.into(), 1);
+        self.tell(Change::Joined {
+            app: app.into(),
+            user: user.into(),
+        });
+        Ok(())
+    }
+
+    /// A stream of `user` in `app` ended.
+    pub fn leave(&self, app: &str, user: &str) {
+        let mut counts = self.lock(app, user);
+        let Some(users) = counts.get_mut(app) else {
+            return;
+        };
+        let Some(n) = users.get_mut(user) else {
+            return;
+        };
+        *n -= 1;
+        if *n > 0 {
+            return;
+        }
+        users.remove(user);
+        if users.is_empty() {
+            counts.remove(app);
+        }
+        self.tell(Change::Left {
+            app: app.into(),
+            user: user.into(),
+        });
+    }
+
+    fn lock(&self, app: &str, user: &str) -> std::sync::MutexGuard<'_, Counts> {
+        self.shard(app, user)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn tell(&self, change: Change) {
+        if let Some(feed) = &self.feed {
+            let _ = feed.send(change);
+        }
+    }
+
+    /// The `on-connection` data for a new listener of `app`: the app's
+    /// online users (the listener's own `user` first), at most
+    /// `PRESENCE_LIST_MAX`, and whether the list was cut.
+    pub fn on_connection(&self, app: &str, user: Option<&str>) -> serde_json::Value {
+        let mut users: Vec<String> = user.map(str::to_string).into_iter().collect();
+        let mut truncated = false;
+        for shard in self.shards.iter() {
+            let counts = shard.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(online) = counts.get(app) else {
+                continue;
+            };
+            for u in online.keys().filter(|u| Some(&***u) != user) {
+                if users.len() >= self.list_max {
+                    truncated = true;
+                    break;
+                }
+                users.push(u.to_string());
+            }
+            if truncated {
+                break;
+            }
+        }
+        users.truncate(self.list_max);
+        serde_json::json!({ "users": users, "truncated": truncated })
+    }
+}
+
+/// The feed thread: announces every change through the hub, in the order
+/// the changes were decided, until every sender is gone. `now` reads the
+/// clocks for each announcement.
+pub fn run_feed(changes: Receiver<Change>, hub: &Hub, now: impl Fn() -> Now) {
+    for change in changes {
+        let (app, user, name) = match change {
+            Change::Joined { app, user } => (app, user, "user-connected"),
+            Change::Left { app, user } => (app, user, "user-disconnected"),
+        };
+        let data = serde_json::json!({ "userId": &*user });
+        hub.announce(
+            Internal {
+                app,
+                name,
+                data,
+                except: Some(user),
+            },
+            now(),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_join_and_last_leave_only_and_the_per_user_limit() {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let p = Presence::new(2, Some(tx), 10);
+        p.join("shop", "u1").unwrap();
+        p.join("shop", "u1").unwrap();
+        assert_eq!(p.join("shop", "u1"), Err(UserFull));
+        p.join("blog", "u1").unwrap(); // another app: counted apart
+        p.leave("shop", "u1");
+        p.leave("shop", "u1");
+        p.leave("shop", "u1"); // one too many: ignored
+        let got: Vec<Change> = rx.try_iter().collect();
+        let (shop, blog, u1): (Box<str>, Box<str>, Box<str>) =
+            ("shop".into(), "blog".into(), "u1".into());
+        assert_eq!(
+            got,
+            vec![
+                Change::Joined {
+                    app: shop.clone(),
+                    user: u1.clone()
+                },
+                Change::Joined {
+                    app: blog,
+                    user: u1.clone()
+                },
+                Change::Left {
+                    app: shop,
+                    user: u1
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn on_connection_lists_own_user_first_and_truncates() {
+        let p = Presence::new(0, None, 2);
+        for u in ["a", "b", "c", "me"] {
+            p.join("shop", u).unwrap();
+        }
+        let v = p.on_connection("shop", Some("me"));
+        assert_eq!(v["users"][0], "me");
+        assert_eq!(v["users"].as_array().unwrap().len(), 2);
+        assert_eq!(v["truncated"], true);
+        let v = p.on_connection("blog", None);
+        assert_eq!(v, serde_json::json!({ "users": [], "truncated": false }));
+    }
+}

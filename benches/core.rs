@@ -48,6 +48,10 @@ impl Transport for Null {
         Ok(Sent::Now(n))
     }
 
+    fn peer_ip(&self, _fd: BorrowedFd<'_>) -> Option<std::net::IpAddr> {
+        Some(std::net::Ipv4Addr::LOCALHOST.into())
+    }
+
     fn clock_ms(&self) -> u64 {
         0
     }
@@ -81,6 +85,7 @@ fn setup(capacity: usize) -> (Core<Null>, Hub) {
         status: Arc::new(IngestStatus::new(false)),
         open: Default::default(),
         presence: Arc::new(herald::presence::Presence::new(0, None, 0)),
+        limiter: herald::conn::ratelimit::RateLimiter::new(0, 0),
     });
     let (tx, rx, _wake) = inbox().expect("eventfd");
     let core = Core::new(

@@ -142,6 +142,10 @@ pub fn run(prepared: Prepared) -> Result<(), StartError> {
         status: status.clone(),
         open: Default::default(),
         presence: presence.clone(),
+        limiter: crate::conn::ratelimit::RateLimiter::new(
+            cfg.rate_limit_per_min,
+            cfg.rate_limit_burst,
+        ),
     });
 
     let cores = core_affinity::get_core_ids().unwrap_or_default();

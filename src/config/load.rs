@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use super::env::{err, parse_addr, Env};
 use super::{
-    Config, ConfigError, Cors, HeartbeatMode, IoBackend, LogFormat, PublicKey, RedisConfig,
+    Cidr, Config, ConfigError, Cors, HeartbeatMode, IoBackend, LogFormat, PublicKey, RedisConfig,
     RedisSource,
 };
 
@@ -102,6 +102,24 @@ impl Config {
         }
         let max_connections_per_user =
             env.parse("MAX_CONNECTIONS_PER_USER", 0u32, "a count (0 = no limit)")?;
+        let rate_limit_per_min = env.parse(
+            "RATE_LIMIT_PER_IP_PER_MIN",
+            0u32,
+            "a count per minute (0 = off)",
+        )?;
+        let rate_limit_burst = env.parse("RATE_LIMIT_BURST", 10u32, "a count")?;
+        if rate_limit_per_min > 0 && rate_limit_burst == 0 {
+            return Err(err(
+                "RATE_LIMIT_BURST",
+                "at least 1 when rate limiting is on",
+            ));
+        }
+        let trusted_proxies = env
+            .list("TRUSTED_PROXIES")
+            .iter()
+            .map(|s| Cidr::parse(s))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| err("TRUSTED_PROXIES", e))?;
         let redis = redis_config(&env)?;
 
         Ok(Config {
@@ -137,6 +155,9 @@ impl Config {
             presence_events,
             presence_list_max,
             max_connections_per_user,
+            rate_limit_per_min,
+            rate_limit_burst,
+            trusted_proxies,
             redis,
             cors,
             publish_token: env.get("PUBLISH_TOKEN"),

@@ -16,12 +16,14 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+mod cidr;
 mod env;
 mod load;
 #[cfg(test)]
 mod tests;
 mod vars;
 
+pub use cidr::Cidr;
 pub use vars::VARS;
 
 /// A configuration mistake: which variable, and what is wrong with it.
@@ -117,6 +119,12 @@ pub struct Config {
     pub presence_list_max: usize,
     /// Streams one user may hold in one app (0 = no limit).
     pub max_connections_per_user: u32,
+    /// `/sse` attempts per client address per minute (0 = no limit), and
+    /// the burst allowed on top.
+    pub rate_limit_per_min: u32,
+    pub rate_limit_burst: u32,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<Cidr>,
     pub redis: Option<RedisConfig>,
     pub cors: Cors,
     pub publish_token: Option<String>,

@@ -120,6 +120,21 @@ pub const VARS: &[(&str, &str, &str)] = &[
         "streams one user may hold in one app; 0 = no limit (503 beyond)",
     ),
     (
+        "RATE_LIMIT_PER_IP_PER_MIN",
+        "0",
+        "/sse attempts per client address per minute; 0 = off (429 beyond)",
+    ),
+    (
+        "RATE_LIMIT_BURST",
+        "10",
+        "attempts a client address may make at once on top of the rate",
+    ),
+    (
+        "TRUSTED_PROXIES",
+        "",
+        "comma list of IPs/CIDRs whose X-Forwarded-For names the client",
+    ),
+    (
         "REDIS_URL",
         "",
         "redis:// or rediss:// URL; unset (and no REDIS_HOST) = no Redis",

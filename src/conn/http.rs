@@ -27,6 +27,8 @@ pub struct Request {
     pub cookie: Option<String>,
     pub last_event_id: Option<String>,
     pub origin: Option<String>,
+    /// `X-Forwarded-For`, repeated headers joined with `, `.
+    pub forwarded_for: Option<String>,
     pub content_length: Option<usize>,
     /// Length of the head in bytes, including the final blank line.
     pub head_len: usize,
@@ -137,6 +139,8 @@ fn build(req: &httparse::Request<'_, '_>, head_len: usize) -> Head {
             &mut out.last_event_id
         } else if h.name.eq_ignore_ascii_case("origin") {
             &mut out.origin
+        } else if h.name.eq_ignore_ascii_case("x-forwarded-for") {
+            &mut out.forwarded_for
         } else if h.name.eq_ignore_ascii_case("content-length") {
             match value.trim().parse::<usize>() {
                 Ok(n) => out.content_length = Some(n),
@@ -154,6 +158,10 @@ fn build(req: &httparse::Request<'_, '_>, head_len: usize) -> Head {
                 prev.push_str("; ");
                 prev.push_str(value);
             }
+            Some(prev) if h.name.eq_ignore_ascii_case("x-forwarded-for") => {
+                prev.push_str(", ");
+                prev.push_str(value);
+            }
             Some(_) => {}
             None => *slot = Some(value.to_string()),
         }
@@ -167,6 +175,7 @@ fn is_used_header(name: &str) -> bool {
         "cookie",
         "last-event-id",
         "origin",
+        "x-forwarded-for",
         "content-length",
     ]
     .iter()

@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod http;
+pub mod ratelimit;
 pub mod response;
 pub mod route;
 pub mod session;

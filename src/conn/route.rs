@@ -5,8 +5,11 @@ use crate::config::Config;
 use crate::hub::filter::Filter;
 use crate::hub::status::IngestStatus;
 
+use std::net::IpAddr;
+
 use super::auth::{Identity, Verifier};
 use super::http::{parse_query, Method, Request};
+use super::ratelimit::{client_ip, RateLimiter};
 use super::response::{self, cors_headers, Problem};
 
 /// The verdict for one request.
@@ -35,6 +38,11 @@ pub struct RouteCtx<'a> {
     pub verifier: &'a Verifier,
     /// Ingest state, for `GET /health`.
     pub status: &'a IngestStatus,
+    /// `/sse` attempts per client address; the peer's address (read only
+    /// when the limiter is on) and the monotonic time.
+    pub limiter: &'a RateLimiter,
+    pub peer: Option<IpAddr>,
+    pub now_ms: u64,
 }
 
 /// Decides what a request gets.
@@ -45,8 +53,17 @@ pub fn route(req: &Request, ctx: &RouteCtx<'_>) -> Action {
     };
     match req.path.as_str() {
         "/sse" | "/events" => match req.method() {
-            Method::Get => subscribe(req, ctx, cors.clone())
-                .unwrap_or_else(|(p, detail)| refuse(p, &detail, "")),
+            Method::Get => {
+                if let Err(secs) = admit(req, ctx) {
+                    return refuse(
+                        Problem::RateLimited,
+                        "too many connection attempts from this address (RATE_LIMIT_PER_IP_PER_MIN)",
+                        &format!("Retry-After: {secs}\r\n"),
+                    );
+                }
+                subscribe(req, ctx, cors.clone())
+                    .unwrap_or_else(|(p, detail)| refuse(p, &detail, ""))
+            }
             Method::Options => Action::Respond(response::preflight(&cors)),
             _ => refuse(
                 Problem::MethodNotAllowed,
@@ -69,6 +86,16 @@ pub fn route(req: &Request, ctx: &RouteCtx<'_>) -> Action {
         },
         other => refuse(Problem::NotFound, &format!("no such path: {other}"), ""),
     }
+}
+
+/// Takes one `/sse` attempt from the client's rate-limit bucket; `Err`
+/// holds the `Retry-After` seconds.
+fn admit(req: &Request, ctx: &RouteCtx<'_>) -> Result<(), u64> {
+    let Some(peer) = ctx.peer.filter(|_| ctx.limiter.enabled()) else {
+        return Ok(());
+    };
+    let client = client_ip(peer, req.forwarded_for.as_deref(), &ctx.cfg.trusted_proxies);
+    ctx.limiter.check(client, ctx.now_ms)
 }
 
 fn subscribe(req: &Request, ctx: &RouteCtx<'_>, cors: String) -> Result<Action, (Problem, String)> {
@@ -123,12 +150,16 @@ mod tests {
             panic!("incomplete")
         };
         let status = IngestStatus::new(false);
+        let limiter = RateLimiter::new(0, 0);
         route(
             &req,
             &RouteCtx {
                 cfg: &cfg,
                 verifier: &verifier,
                 status: &status,
+                limiter: &limiter,
+                peer: None,
+                now_ms: 0,
             },
         )
     }

@@ -2,6 +2,7 @@
 //! and its verdict carried out: answer and close, or start a stream with its
 //! preface (response head, gap, replay).
 
+use std::os::fd::AsFd;
 use std::sync::atomic::Ordering;
 
 use log::debug;
@@ -21,6 +22,12 @@ impl<T: Transport> Core<T> {
         if self.conns[key as usize].state != State::ReadingHead {
             return true;
         }
+        // The peer's address costs a system call: only for the limiter.
+        let peer = if self.shared.limiter.enabled() {
+            self.t.peer_ip(self.conns[key as usize].fd.as_fd())
+        } else {
+            None
+        };
         let step = session::on_bytes(
             &mut self.conns[key as usize].head,
             bytes,
@@ -28,6 +35,9 @@ impl<T: Transport> Core<T> {
                 cfg: &self.shared.cfg,
                 verifier: &self.shared.verifier,
                 status: &self.shared.status,
+                limiter: &self.shared.limiter,
+                peer,
+                now_ms,
             },
         );
         match step {

@@ -50,6 +50,7 @@ use slab::Slab;
 
 use crate::config::Config;
 use crate::conn::auth::Verifier;
+use crate::conn::ratelimit::RateLimiter;
 use crate::conn::State;
 use crate::hub::history::History;
 use crate::hub::inbox::Msg;
@@ -92,6 +93,8 @@ pub struct Shared {
     pub open: AtomicUsize,
     /// Who is online across reactors (presence events, per-user limit).
     pub presence: Arc<Presence>,
+    /// `/sse` attempts per client address, across reactors.
+    pub limiter: RateLimiter,
 }
 
 /// One reactor's core, driven through the transport `T`.

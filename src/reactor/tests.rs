@@ -90,6 +90,10 @@ impl Transport for Fake {
         })
     }
 
+    fn peer_ip(&self, _fd: BorrowedFd<'_>) -> Option<std::net::IpAddr> {
+        Some(std::net::Ipv4Addr::LOCALHOST.into())
+    }
+
     fn clock_ms(&self) -> u64 {
         T0
     }
@@ -131,6 +135,7 @@ fn rig(pairs: &[(&str, &str)]) -> Rig {
         status: Arc::new(IngestStatus::new(false)),
         open: Default::default(),
         presence: Arc::new(crate::presence::Presence::new(0, None, 0)),
+        limiter: crate::conn::ratelimit::RateLimiter::new(0, 0),
     });
     let stats = Arc::new(Stats::default());
     let (tx, rx, _wake) = inbox().expect("inbox");

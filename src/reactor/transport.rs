@@ -50,6 +50,8 @@ pub trait Transport {
     fn register(&mut self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()>;
     /// Sends `out` in order, as one write where the driver can.
     fn send(&mut self, fd: BorrowedFd<'_>, token: u64, out: &[Out<'_>]) -> io::Result<Sent>;
+    /// The peer's IP address (`None` if the socket has none any more).
+    fn peer_ip(&self, fd: BorrowedFd<'_>) -> Option<std::net::IpAddr>;
     /// The monotonic clock in milliseconds, read for the publish-to-write
     /// latency figure only (the core's decisions use the `now` passed in).
     fn clock_ms(&self) -> u64;

@@ -94,6 +94,17 @@ fn to_socket_addr(storage: &libc::sockaddr_storage) -> SocketAddr {
     }
 }
 
+/// The IP address of a connected socket's peer.
+pub fn peer_ip(fd: BorrowedFd<'_>) -> Option<std::net::IpAddr> {
+    let addr: nix::sys::socket::SockaddrStorage =
+        nix::sys::socket::getpeername(fd.as_raw_fd()).ok()?;
+    if let Some(v4) = addr.as_sockaddr_in() {
+        return Some(std::net::IpAddr::V4(v4.ip()));
+    }
+    addr.as_sockaddr_in6()
+        .map(|v6| std::net::IpAddr::V6(v6.ip()))
+}
+
 /// Half-closes the write side, so the peer sees the end of a response while we
 /// keep draining what it still sends (avoids a reset that eats the response).
 pub fn shutdown_write(fd: BorrowedFd<'_>) {

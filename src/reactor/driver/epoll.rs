@@ -38,6 +38,10 @@ impl Transport for Epoll {
         writev_all(fd, out).map(Sent::Now)
     }
 
+    fn peer_ip(&self, fd: BorrowedFd<'_>) -> Option<std::net::IpAddr> {
+        sys::net::peer_ip(fd)
+    }
+
     fn clock_ms(&self) -> u64 {
         sys::clock::mono_ms()
     }

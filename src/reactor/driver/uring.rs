@@ -69,6 +69,10 @@ impl Transport for Uring {
         Ok(Sent::Later)
     }
 
+    fn peer_ip(&self, fd: BorrowedFd<'_>) -> Option<std::net::IpAddr> {
+        sys::net::peer_ip(fd)
+    }
+
     fn clock_ms(&self) -> u64 {
         sys::clock::mono_ms()
     }

@@ -47,6 +47,11 @@ fn bad_values_name_the_variable() {
         ("HISTORY_SIZE", "many"),
         ("REDIS_URL", "http://localhost"),
         ("HISTORY_ON_CONNECT", "-3"),
+        ("TRUSTED_PROXIES", "proxy.local"),
+        ("TRUSTED_PROXIES", "10.0.0.0/40"),
+        ("RATE_LIMIT_PER_IP_PER_MIN", "lots"),
+        ("MAX_CONNECTIONS_PER_USER", "-1"),
+        ("INTERNAL_EVENTS_STRATEGY", "sometimes"),
         ("HEADER_TIMEOUT_MS", "99999999999"),
     ] {
         let e = load(&[(var, value)]).unwrap_err();

@@ -286,10 +286,10 @@ fn deliver_uring(
             cqes.clear();
             ring.wait(if done == 0 { 0 } else { 1000 }, &mut cqes)
                 .unwrap();
-            for cqe in &cqes {
+            for c in cqes.drain(..) {
                 if let Completion::Sent {
                     result, finished, ..
-                } = ring.decode(cqe)
+                } = c
                 {
                     assert_eq!(result.unwrap(), frame.len());
                     assert!(finished);

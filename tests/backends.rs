@@ -19,10 +19,15 @@ use std::time::{Duration, Instant};
 use common::{free_addr, get_json, Herald, TempDir, HERALD};
 
 const IO_URING_DISABLED: &str = "/proc/sys/kernel/io_uring_disabled";
+
+/// The tests of this file run one at a time: one of them changes a
+/// host-wide setting the other depends on.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 const NOBODY: u32 = 65534;
 
 #[test]
 fn stats_name_the_backend_each_setting_runs() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     for (setting, expected) in [("epoll", "epoll"), ("uring", "io_uring")] {
         let h = Herald::start(&[("IO_BACKEND", setting)]);
         let stats = get_json(h.admin_addr(), "/stats");
@@ -81,6 +86,7 @@ fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitSta
 
 #[test]
 fn without_io_uring_auto_falls_back_to_epoll_and_uring_exits_2() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     if not_root() {
         panic!("this test needs root: it sets kernel.io_uring_disabled and runs herald as nobody");
     }

@@ -98,3 +98,57 @@ fn forwarded_for_counts_only_behind_a_trusted_proxy() {
     assert_eq!(attempt(&h, "127.0.0.3", Some("203.0.113.1")).0, 200);
     assert_eq!(attempt(&h, "127.0.0.3", Some("203.0.113.2")).0, 429);
 }
+
+/// Out of descriptors, herald keeps the waiting clients queued and serves
+/// them as soon as descriptors come back, under every backend (epoll's
+/// edge-triggered listener would otherwise not be told again).
+#[test]
+fn accepting_resumes_after_the_descriptors_run_out() {
+    let h = Herald::start(&[
+        (common::NOFILE, "48"),
+        ("ALLOW_ANONYMOUS", "true"),
+        ("HEARTBEAT_SECONDS", "0"),
+        ("WORKERS", "1"),
+    ]);
+    let mut served = Vec::new();
+    let mut waiting = Vec::new();
+    for _ in 0..60 {
+        let mut s = common::connect(h.addr()).expect("connect");
+        s.write_all(b"GET /sse HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("send");
+        s.set_read_timeout(Some(Duration::from_millis(300)))
+            .expect("timeout");
+        let mut b = [0u8; 12];
+        match s.read_exact(&mut b) {
+            Ok(()) if &b[9..12] == b"200" => served.push(s),
+            _ => waiting.push(s),
+        }
+    }
+    assert!(
+        !served.is_empty() && !waiting.is_empty(),
+        "served {} waiting {}",
+        served.len(),
+        waiting.len()
+    );
+    let freed = served.len().min(waiting.len()).min(10);
+    served.truncate(served.len() - freed);
+    // Every client that was waiting and gets a descriptor now is answered.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut answered = 0;
+    for s in waiting.iter_mut().take(freed) {
+        s.set_read_timeout(Some(
+            deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1)),
+        ))
+        .expect("timeout");
+        let mut b = [0u8; 12];
+        if s.read_exact(&mut b).is_ok() && &b[9..12] == b"200" {
+            answered += 1;
+        }
+    }
+    assert_eq!(
+        answered, freed,
+        "of {freed} descriptors freed, {answered} waiting clients were served"
+    );
+}

@@ -557,3 +557,29 @@ fn streams_mode_replay_uses_stream_entry_ids() {
         assert_eq!(ev.id.as_deref(), Some(live.as_str()));
     }
 }
+
+/// A replay of more events than one `sendmsg`/`writev` may carry (1,024
+/// pieces) arrives whole, in order, under every backend.
+#[test]
+fn a_replay_of_more_than_1024_events_arrives_whole() {
+    let h = Herald::start(&[
+        ("JWT_SECRET", jwt::SECRET),
+        ("HISTORY_SIZE", "1500"),
+        ("HEARTBEAT_SECONDS", "0"),
+    ]);
+    let batch: Vec<serde_json::Value> = (0..1200)
+        .map(|i| serde_json::json!({ "message": format!("m{i}") }))
+        .collect();
+    h.publish_json(&serde_json::Value::Array(batch));
+    let token = jwt::user("u1");
+    let bearer = format!("Bearer {token}");
+    let mut c = h.connect(
+        "/sse",
+        &[("Authorization", &bearer), ("Last-Event-ID", "earliest")],
+    );
+    assert_eq!(c.status(), 200);
+    for i in 0..1200 {
+        let ev = c.expect_event();
+        assert_eq!(ev.data, format!("m{i}"));
+    }
+}

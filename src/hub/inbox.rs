@@ -80,8 +80,14 @@ impl Inbox {
         self.send(Msg::History(batch));
     }
 
+    /// Asks the reactor to stop. Waits at most a second for room in a full
+    /// inbox, so that a wedged reactor cannot hold up shutdown (whose own
+    /// deadline then ends the process).
     pub fn shutdown(&self) {
-        self.send(Msg::Shutdown);
+        let _ = self
+            .tx
+            .send_timeout(Msg::Shutdown, std::time::Duration::from_secs(1));
+        self.wake.notify();
     }
 
     /// Sends without waiting when there is room; otherwise counts a stall,
@@ -139,7 +145,7 @@ mod tests {
         inbox.send_history(Arc::from(Vec::new()));
         let sender = {
             let inbox = inbox.clone();
-            std::thread::spawn(move || inbox.shutdown())
+            std::thread::spawn(move || inbox.send_events(Arc::from(Vec::new())))
         };
         // The second send cannot finish until the reactor drains one.
         while inbox.stalls() == 0 {
@@ -147,7 +153,7 @@ mod tests {
         }
         assert!(matches!(rx.recv().unwrap(), Msg::History(_)));
         sender.join().unwrap();
-        assert!(matches!(rx.recv().unwrap(), Msg::Shutdown));
+        assert!(matches!(rx.recv().unwrap(), Msg::Events(_)));
         assert_eq!(inbox.stalls(), 1);
         wake.acknowledge();
     }

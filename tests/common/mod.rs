@@ -134,11 +134,35 @@ fn herald_command(envs: &[(&str, &str)], defaults: &[(&str, String)]) -> Command
         cmd.env(k, v);
     }
     for (k, v) in envs {
+        if *k == NOFILE {
+            let limit: libc::rlim_t = v.parse().expect("a descriptor count");
+            let lim = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            // SAFETY: setrlimit is async-signal-safe and `lim` is a plain
+            // value copied into the closure; nothing else runs in the child
+            // between fork and exec.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                        Ok(())
+                    } else {
+                        Err(io::Error::last_os_error())
+                    }
+                });
+            }
+            continue;
+        }
         cmd.env(k, v);
     }
     cmd.stdin(Stdio::null());
     cmd
 }
+
+/// Not an environment variable: `(NOFILE, "40")` in `envs` starts herald
+/// with soft and hard `RLIMIT_NOFILE` of 40.
+pub const NOFILE: &str = "HARNESS_RLIMIT_NOFILE";
 
 /// A running `herald` started by this test; killed and reaped on drop.
 pub struct Herald {

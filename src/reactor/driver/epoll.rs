@@ -10,7 +10,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use log::{debug, warn};
 
-use super::Parts;
+use super::{AcceptFailure, Parts, ACCEPT_PAUSE_MS};
 use crate::reactor::{Core, Out, Sent, Transport, ACCEPT_BATCH};
 use crate::sys::{self, poll::Poller};
 
@@ -69,9 +69,15 @@ pub(super) fn run(parts: Parts, ready: impl FnOnce(io::Result<()>)) {
     let mut ready = Vec::with_capacity(EVENTS_PER_WAIT);
     let mut busy = true;
     let mut more_accepts = true;
+    let mut accept_paused_until: Option<u64> = None;
     loop {
         let now_ms = sys::clock::mono_ms();
-        let timeout = if busy { 0 } else { core.next_timeout(now_ms) };
+        if accept_paused_until.is_some_and(|t| t <= now_ms) {
+            // Edge-triggered: nothing would tell us again; try now.
+            accept_paused_until = None;
+            more_accepts = true;
+        }
+        let timeout = super::timeout(&core, busy, accept_paused_until, now_ms);
         ready.clear();
         if let Err(e) = core
             .transport()
@@ -100,9 +106,15 @@ pub(super) fn run(parts: Parts, ready: impl FnOnce(io::Result<()>)) {
             }
         }
         busy = false;
-        if more_accepts {
-            more_accepts = accept_batch(&mut core, listener, now_ms);
-            busy |= more_accepts;
+        if more_accepts && accept_paused_until.is_none() {
+            match accept_batch(&mut core, listener, now_ms) {
+                Accepting::Drained => more_accepts = false,
+                Accepting::More => busy = true,
+                Accepting::Paused => {
+                    more_accepts = false;
+                    accept_paused_until = Some(now_ms + ACCEPT_PAUSE_MS);
+                }
+            }
         }
         if (woken || core.inbox_waiting()) && core.drain_inbox(now_ms) {
             busy = true;
@@ -116,8 +128,18 @@ pub(super) fn run(parts: Parts, ready: impl FnOnce(io::Result<()>)) {
     core.shutdown();
 }
 
-/// Accepts up to a batch; returns true when the queue may hold more.
-fn accept_batch(core: &mut Core<Epoll>, listener: i32, now_ms: u64) -> bool {
+/// Where accepting stands after a batch.
+enum Accepting {
+    /// The queue is empty: wait for the listener to be readable.
+    Drained,
+    /// A whole batch was taken: the queue may hold more.
+    More,
+    /// Out of descriptors or memory: try again after a pause.
+    Paused,
+}
+
+/// Accepts up to a batch.
+fn accept_batch(core: &mut Core<Epoll>, listener: i32, now_ms: u64) -> Accepting {
     for _ in 0..ACCEPT_BATCH {
         match sys::net::accept(listener) {
             Ok(Some(a)) => {
@@ -126,25 +148,17 @@ fn accept_batch(core: &mut Core<Epoll>, listener: i32, now_ms: u64) -> bool {
                     read_all(core, token, now_ms);
                 }
             }
-            Ok(None) => return false,
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::ECONNABORTED | libc::EPROTO | libc::EINTR | libc::EPERM)
-                ) =>
-            {
-                // That one connection is gone; the queue may hold more.
-                continue;
-            }
+            Ok(None) => return Accepting::Drained,
             Err(e) => {
-                // EMFILE/ENFILE/ENOBUFS: leave the queue; retry next turn.
-                core.count_accept_error();
                 debug!("reactor {}: accept failed: {e}", core.index());
-                return false;
+                if AcceptFailure::of(&e) == AcceptFailure::Resources {
+                    core.count_accept_error();
+                    return Accepting::Paused;
+                }
             }
         }
     }
-    true
+    Accepting::More
 }
 
 /// Reads until `EAGAIN`, handing every chunk to the core.

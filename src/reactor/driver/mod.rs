@@ -19,6 +19,47 @@ use crossbeam_channel::Receiver;
 use super::{Core, Shared, Stats};
 use crate::hub::inbox::{Msg, Wake};
 
+/// How long accepting pauses after the process ran out of descriptors or
+/// memory, under every driver.
+pub const ACCEPT_PAUSE_MS: u64 = 100;
+
+/// What a failed accept means, the same under every driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcceptFailure {
+    /// That one connection is gone (aborted, refused by a filter, an
+    /// interrupted call): accept the next at once; not counted.
+    ThatOne,
+    /// Out of descriptors or memory: counted in `accept_errors`, and
+    /// accepting pauses for [`ACCEPT_PAUSE_MS`] rather than spin.
+    Resources,
+}
+
+impl AcceptFailure {
+    pub fn of(e: &std::io::Error) -> AcceptFailure {
+        match e.raw_os_error() {
+            Some(libc::ECONNABORTED | libc::EPROTO | libc::EINTR | libc::EPERM | libc::EAGAIN) => {
+                AcceptFailure::ThatOne
+            }
+            _ => AcceptFailure::Resources,
+        }
+    }
+}
+
+/// The wait a driver may do now: none when the last turn left work behind,
+/// else until the next timer or the end of an accept pause.
+fn timeout<T: super::Transport>(
+    core: &Core<T>,
+    busy: bool,
+    paused_until: Option<u64>,
+    now_ms: u64,
+) -> u64 {
+    match (busy, paused_until) {
+        (true, _) => 0,
+        (false, Some(t)) => core.next_timeout(now_ms).min(t.saturating_sub(now_ms)),
+        (false, None) => core.next_timeout(now_ms),
+    }
+}
+
 /// Which driver a reactor runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

@@ -21,16 +21,13 @@ use std::sync::Arc;
 
 use log::{debug, warn};
 
-use super::Parts;
+use super::{AcceptFailure, Parts, ACCEPT_PAUSE_MS};
 use crate::hub::Event;
 use crate::reactor::{Core, Out, Sent, Transport};
 use crate::sys::{self, uring::Completion, uring::Ring, uring::RECV_BUF};
 
 /// Submission queue entries per ring (completions: four times as many).
 const RING_ENTRIES: u32 = 4096;
-/// How long accepting pauses after the process ran out of descriptors or
-/// memory.
-const ACCEPT_PAUSE_MS: u64 = 100;
 
 /// One part of a send, kept alive by the ring until it completes.
 pub enum Part {
@@ -95,7 +92,7 @@ pub(super) fn run(parts: Parts, ready: impl FnOnce(io::Result<()>)) {
     let Some(mut core) = super::core(built, &parts, ready) else {
         return;
     };
-    let mut cqes = Vec::with_capacity(RING_ENTRIES as usize * 4);
+    let mut done = Vec::with_capacity(RING_ENTRIES as usize * 4);
     let mut busy = true;
     let mut accept_paused_until: Option<u64> = None;
     loop {
@@ -104,20 +101,16 @@ pub(super) fn run(parts: Parts, ready: impl FnOnce(io::Result<()>)) {
             accept_paused_until = None;
             if let Err(e) = core.transport().ring.restart_accept() {
                 warn!("reactor {}: cannot accept again: {e}", parts.index);
+                accept_paused_until = Some(now_ms + ACCEPT_PAUSE_MS);
             }
         }
-        let timeout = match (busy, accept_paused_until) {
-            (true, _) => 0,
-            (false, Some(t)) => core.next_timeout(now_ms).min(t - now_ms),
-            (false, None) => core.next_timeout(now_ms),
-        };
-        if let Err(e) = core.transport().ring.wait(timeout, &mut cqes) {
+        let timeout = super::timeout(&core, busy, accept_paused_until, now_ms);
+        if let Err(e) = core.transport().ring.wait(timeout, &mut done) {
             warn!("reactor {}: io_uring_enter failed: {e}", parts.index);
         }
         let now_ms = sys::clock::mono_ms();
         let mut woken = false;
-        for cqe in cqes.drain(..) {
-            let c = core.transport().ring.decode(&cqe);
+        for c in done.drain(..) {
             match c {
                 Completion::Woken => {
                     parts.wake.acknowledge();
@@ -130,13 +123,19 @@ pub(super) fn run(parts: Parts, ready: impl FnOnce(io::Result<()>)) {
                     fd: Err(e),
                     stopped,
                 } => {
-                    // EMFILE/ENFILE/ENOBUFS: accept again a little later
-                    // rather than spin on the same failure.
-                    if stopped {
-                        accept_paused_until = Some(now_ms + ACCEPT_PAUSE_MS);
-                    }
-                    core.count_accept_error();
                     debug!("reactor {}: accept failed: {e}", parts.index);
+                    let failure = AcceptFailure::of(&e);
+                    if failure == AcceptFailure::Resources {
+                        core.count_accept_error();
+                    }
+                    if stopped {
+                        // Accept again at once, or a little later rather
+                        // than spin on the same shortage.
+                        accept_paused_until = Some(match failure {
+                            AcceptFailure::ThatOne => now_ms,
+                            AcceptFailure::Resources => now_ms + ACCEPT_PAUSE_MS,
+                        });
+                    }
                 }
                 other => on_conn(&mut core, other, now_ms),
             }
@@ -193,6 +192,8 @@ fn on_conn(core: &mut Core<Uring>, c: Completion, now_ms: u64) {
                     ring.abandon(id);
                 } else if let Err(e) = ring.resume(id) {
                     warn!("io_uring: cannot resume a send: {e}");
+                    ring.abandon(id);
+                    core.on_closed(token, "send could not be resumed");
                 }
             }
         }

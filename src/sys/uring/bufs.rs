@@ -18,6 +18,8 @@ pub(super) struct BufRing {
     data: *mut u8,
     entries: u16,
     tail: u16,
+    /// The kernel may still use the memory: never free it.
+    leaked: bool,
 }
 
 impl BufRing {
@@ -46,6 +48,7 @@ impl BufRing {
             data,
             entries,
             tail: 0,
+            leaked: false,
         };
         // SAFETY: `slots` is page-aligned, zeroed memory for `entries` slots
         // that stays allocated until `drop`, which runs after the owning
@@ -90,8 +93,18 @@ impl BufRing {
     }
 }
 
+impl BufRing {
+    /// Keeps the memory for good (it could not be unregistered).
+    pub(super) fn leak(&mut self) {
+        self.leaked = true;
+    }
+}
+
 impl Drop for BufRing {
     fn drop(&mut self) {
+        if self.leaked {
+            return;
+        }
         // SAFETY: both blocks came from `alloc_zeroed` with these layouts.
         unsafe {
             alloc::dealloc(self.slots.cast(), Self::slots_layout(self.entries));

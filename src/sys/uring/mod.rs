@@ -34,10 +34,12 @@ pub use probe::probe;
 /// Bytes per provided receive buffer. Most request heads fit in one; a
 /// longer one (up to the 8 KiB cap) arrives in several.
 pub const RECV_BUF: usize = 2048;
-/// Provided receive buffers per ring (a power of two). The kernel uses them
-/// round-robin, so all of them end up resident: 256 KiB per reactor. When a
-/// burst finds none free, the receive stops and is re-armed.
+/// Provided receive buffers per ring (a power of two, at most 128: one bit
+/// each in `Ring::filled`). The kernel uses them round-robin, so all of them
+/// end up resident: 256 KiB per reactor. When a burst finds none free, the
+/// receive stops and is re-armed.
 const RECV_BUFS: u16 = 128;
+const _: () = assert!(RECV_BUFS.is_power_of_two() && RECV_BUFS <= 128);
 /// Finished send records kept for reuse; a fan-out to more listeners
 /// allocates the rest and frees them afterwards.
 const SPARE_SENDS: usize = 1024;
@@ -130,6 +132,9 @@ struct SendOp<P> {
     /// Bytes already sent.
     done: usize,
     total: usize,
+    /// Short, reported, and not queued: only now may it be resumed or
+    /// abandoned.
+    parked: bool,
 }
 
 /// One reactor's ring.
@@ -143,6 +148,9 @@ pub struct Ring<P: AsRef<[u8]>> {
     spare: Vec<Box<SendOp<P>>>,
     /// Completions moved aside while submitting a full queue.
     stash: Vec<cqueue::Entry>,
+    /// Receive buffers the kernel has filled and handed to us (bit per
+    /// buffer id): only those can be taken and given back.
+    filled: u128,
     listener: RawFd,
     waker: RawFd,
 }
@@ -164,6 +172,7 @@ impl<P: AsRef<[u8]>> Ring<P> {
             sends: Slab::new(),
             spare: Vec::new(),
             stash: Vec::new(),
+            filled: 0,
             listener: -1,
             waker: -1,
         })
@@ -185,7 +194,7 @@ impl<P: AsRef<[u8]>> Ring<P> {
 
     fn arm_accept(&mut self) -> io::Result<()> {
         let e = opcode::AcceptMulti::new(types::Fd(self.listener))
-            .flags(libc::SOCK_CLOEXEC)
+            .flags(libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK)
             .build()
             .user_data(TAG_ACCEPT << TAG_SHIFT);
         // SAFETY: a multishot accept without an address refers to no memory
@@ -204,6 +213,7 @@ impl<P: AsRef<[u8]>> Ring<P> {
 
     /// Arms a multishot receive for a connection.
     pub fn recv(&mut self, fd: RawFd, token: u64) -> io::Result<()> {
+        debug_assert!(token <= LOW, "tokens must fit in 56 bits");
         let e = opcode::RecvMulti::new(types::Fd(fd), BGID)
             .build()
             .user_data((TAG_RECV << TAG_SHIFT) | (token & LOW));
@@ -229,23 +239,36 @@ impl<P: AsRef<[u8]>> Ring<P> {
                 msg: unsafe { std::mem::zeroed() },
                 done: 0,
                 total: 0,
+                parked: false,
             })
         });
+        debug_assert!(token <= LOW, "tokens must fit in 56 bits");
         op.token = token;
         op.fd = fd;
         op.parts.extend(parts);
         op.total = op.parts.iter().map(|p| p.as_ref().len()).sum();
         op.done = 0;
+        op.parked = false;
         let id = self.sends.insert(op);
-        self.push_send(id)
+        let queued = self.push_send(id);
+        if queued.is_err() {
+            self.finish(id);
+        }
+        queued
     }
 
-    /// Queues the unsent rest of send `id`.
+    /// Queues the unsent rest of send `id`, at most `UIO_MAXIOV` parts at a
+    /// time (the kernel refuses more in one `sendmsg`); the rest goes when
+    /// the completion reports the send short and it is resumed.
     fn push_send(&mut self, id: usize) -> io::Result<()> {
         let op = &mut self.sends[id];
         op.iov.clear();
+        op.parked = false;
         let mut skip = op.done;
         for p in &op.parts {
+            if op.iov.len() == libc::UIO_MAXIOV as usize {
+                break;
+            }
             let b = p.as_ref();
             if skip >= b.len() {
                 skip -= b.len();
@@ -270,14 +293,22 @@ impl<P: AsRef<[u8]>> Ring<P> {
         unsafe { self.push(&e) }
     }
 
-    /// Resumes a short send whose connection still wants it.
+    /// Resumes a short send whose connection still wants it. Only a send
+    /// reported short (and not yet resumed) can be: anything else is refused
+    /// with `InvalidInput`, since the kernel may still be reading it.
     pub fn resume(&mut self, id: usize) -> io::Result<()> {
+        if !self.sends.get(id).is_some_and(|op| op.parked) {
+            return Err(io::ErrorKind::InvalidInput.into());
+        }
         self.push_send(id)
     }
 
-    /// Lets go of a short send whose connection is gone.
+    /// Lets go of a short send whose connection is gone (only one reported
+    /// short; anything else is left alone).
     pub fn abandon(&mut self, id: usize) {
-        self.finish(id);
+        if self.sends.get(id).is_some_and(|op| op.parked) {
+            self.finish(id);
+        }
     }
 
     fn finish(&mut self, id: usize) {
@@ -321,10 +352,22 @@ impl<P: AsRef<[u8]>> Ring<P> {
     }
 
     /// Submits what is queued, waits up to `timeout_ms` (0: not at all) for
-    /// a completion, and moves every completion into `out`.
-    pub fn wait(&mut self, timeout_ms: u64, out: &mut Vec<cqueue::Entry>) -> io::Result<()> {
-        out.append(&mut self.stash);
-        let result = if timeout_ms == 0 || !out.is_empty() || !self.ring.completion().is_empty() {
+    /// a completion, and adds every completion, decoded, to `out`. Each
+    /// completion is decoded exactly once, here.
+    pub fn wait(&mut self, timeout_ms: u64, out: &mut Vec<Completion>) -> io::Result<()> {
+        let mut raw = std::mem::take(&mut self.stash);
+        let waited = self.enter(timeout_ms, raw.is_empty());
+        raw.extend(self.ring.completion());
+        out.extend(raw.iter().map(|cqe| self.decode(cqe)));
+        raw.clear();
+        self.stash = raw;
+        waited
+    }
+
+    /// Submits, and waits up to `timeout_ms` when `may_wait` and nothing is
+    /// ready.
+    fn enter(&mut self, timeout_ms: u64, may_wait: bool) -> io::Result<()> {
+        let result = if timeout_ms == 0 || !may_wait || !self.ring.completion().is_empty() {
             self.ring.submit().map(drop)
         } else {
             let ts = types::Timespec::new()
@@ -344,7 +387,6 @@ impl<P: AsRef<[u8]>> Ring<P> {
             }
             _ => {}
         }
-        out.extend(self.ring.completion());
         Ok(())
     }
 
@@ -391,8 +433,14 @@ impl<P: AsRef<[u8]>> Ring<P> {
     }
 
     /// Copies the bytes of receive buffer `buf` into `out` and gives the
-    /// buffer back to the kernel. Returns the bytes copied.
+    /// buffer back to the kernel. Returns the bytes copied; 0 for a buffer
+    /// that is not ours to take (not reported filled, or already taken).
     pub fn take_buffer(&mut self, buf: u16, len: usize, out: &mut [u8]) -> usize {
+        let bit = 1u128 << (buf % RECV_BUFS);
+        if self.filled & bit == 0 {
+            return 0;
+        }
+        self.filled &= !bit;
         let n = len.min(out.len()).min(RECV_BUF);
         out[..n].copy_from_slice(&self.bufs.bytes(buf)[..n]);
         self.bufs.give_back(buf);
@@ -400,7 +448,7 @@ impl<P: AsRef<[u8]>> Ring<P> {
     }
 
     /// Decodes a completion; accept and wake-up polls are re-armed here.
-    pub fn decode(&mut self, cqe: &cqueue::Entry) -> Completion {
+    fn decode(&mut self, cqe: &cqueue::Entry) -> Completion {
         let (tag, low) = (cqe.user_data() >> TAG_SHIFT, cqe.user_data() & LOW);
         let res = cqe.result();
         let more = cqueue::more(cqe.flags());
@@ -446,6 +494,8 @@ impl<P: AsRef<[u8]>> Ring<P> {
                 let finished = result.is_err() || op.done >= op.total;
                 if finished {
                     self.finish(id);
+                } else {
+                    op.parked = true;
                 }
                 Completion::Sent {
                     token,
@@ -461,13 +511,16 @@ impl<P: AsRef<[u8]>> Ring<P> {
     fn decode_recv(&mut self, token: u64, res: i32, more: bool, flags: u32) -> Completion {
         if res > 0 {
             return match cqueue::buffer_select(flags) {
-                Some(buf) => Completion::Data {
-                    token,
-                    buf,
-                    len: res as usize,
-                    rearm: !more,
-                },
-                None => Completion::Rearm { token },
+                Some(buf) if buf < RECV_BUFS => {
+                    self.filled |= 1u128 << buf;
+                    Completion::Data {
+                        token,
+                        buf,
+                        len: res as usize,
+                        rearm: !more,
+                    }
+                }
+                _ => Completion::Rearm { token },
             };
         }
         match -res {
@@ -486,8 +539,37 @@ impl<P: AsRef<[u8]>> Ring<P> {
 }
 
 impl<P: AsRef<[u8]>> Drop for Ring<P> {
+    /// Cancels everything and waits (at most about a second) for every send
+    /// the kernel may still read; what does not finish is leaked rather than
+    /// freed under the kernel, and so are the receive buffers if they cannot
+    /// be unregistered. (`ring` is dropped after this, closing the ring.)
     fn drop(&mut self) {
-        // The kernel must stop using the buffer ring before it is freed.
-        let _ = self.ring.submitter().unregister_buf_ring(BGID);
+        let cancel = opcode::AsyncCancel2::new(types::CancelBuilder::any())
+            .build()
+            .user_data(TAG_CANCEL << TAG_SHIFT);
+        // SAFETY: a cancel refers to no memory of ours.
+        let _ = unsafe { self.push(&cancel) };
+        let mut done = Vec::new();
+        for _ in 0..100 {
+            let parked: Vec<usize> = self
+                .sends
+                .iter()
+                .filter(|(_, op)| op.parked)
+                .map(|(id, _)| id)
+                .collect();
+            for id in parked {
+                self.finish(id);
+            }
+            if self.sends.is_empty() || self.wait(10, &mut done).is_err() {
+                break;
+            }
+            done.clear();
+        }
+        if !self.sends.is_empty() {
+            std::mem::forget(std::mem::take(&mut self.sends));
+        }
+        if self.ring.submitter().unregister_buf_ring(BGID).is_err() {
+            self.bufs.leak();
+        }
     }
 }

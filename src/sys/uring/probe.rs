@@ -31,10 +31,11 @@ pub fn probe() -> Result<(), String> {
     if !ring.params().is_feature_ext_arg() || !ring.params().is_feature_nodrop() {
         return Err("the kernel lacks IORING_FEAT_EXT_ARG or NODROP (Linux >= 5.11)".into());
     }
-    let bufs = BufRing::new(&ring, 1).map_err(|e| {
+    let mut bufs = BufRing::new(&ring, 1).map_err(|e| {
         format!("no provided-buffer rings (multishot receive needs Linux >= 6.0): {e}")
     })?;
-    let _ = ring.submitter().unregister_buf_ring(BGID);
-    drop(bufs);
+    if ring.submitter().unregister_buf_ring(BGID).is_err() {
+        bufs.leak();
+    }
     Ok(())
 }

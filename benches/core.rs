@@ -56,6 +56,8 @@ impl Transport for Null {
         0
     }
 
+    fn streaming(&mut self, _fd: BorrowedFd<'_>, _token: u64) {}
+
     fn shutdown_write(&mut self, _fd: BorrowedFd<'_>) {}
 
     fn release(&mut self, fd: OwnedFd, _token: u64) {

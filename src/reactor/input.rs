@@ -112,6 +112,8 @@ impl<T: Transport> Core<T> {
             self.link_user(key, u);
         }
         self.set_state(key, State::Streaming);
+        let token = self.token_of(key);
+        self.t.streaming(self.conns[key as usize].fd.as_fd(), token);
         self.stats.streaming.fetch_add(1, Ordering::Relaxed);
         debug!(
             "conn {key}: stream {conn_id} for app {:?} user {:?}",

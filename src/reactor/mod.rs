@@ -197,6 +197,12 @@ impl<T: Transport> Core<T> {
         self.live(token).map(|k| self.conns[k as usize].fd.as_fd())
     }
 
+    /// Whether the connection is streaming (its input no longer matters).
+    pub fn is_streaming(&self, token: u64) -> bool {
+        self.live(token)
+            .is_some_and(|k| self.conns[k as usize].state == State::Streaming)
+    }
+
     /// Closes every connection.
     pub fn shutdown(&mut self) {
         let keys: Vec<u32> = self.conns.iter().map(|(k, _)| k as u32).collect();

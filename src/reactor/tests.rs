@@ -98,6 +98,8 @@ impl Transport for Fake {
         T0
     }
 
+    fn streaming(&mut self, _fd: BorrowedFd<'_>, _token: u64) {}
+
     fn shutdown_write(&mut self, fd: BorrowedFd<'_>) {
         self.calls.push(Call::ShutdownWrite(fd.as_raw_fd()));
     }

@@ -55,6 +55,9 @@ pub trait Transport {
     /// The monotonic clock in milliseconds, read for the publish-to-write
     /// latency figure only (the core's decisions use the `now` passed in).
     fn clock_ms(&self) -> u64;
+    /// The connection now streams: its input is ignored from here on, only
+    /// its close matters (a driver may stop reading and just watch).
+    fn streaming(&mut self, fd: BorrowedFd<'_>, token: u64);
     /// Half-closes the write side (all queued output is sent by then).
     fn shutdown_write(&mut self, fd: BorrowedFd<'_>);
     /// Closes the connection's descriptor, first stopping everything in

@@ -46,6 +46,11 @@ impl Transport for Epoll {
         sys::clock::mono_ms()
     }
 
+    fn streaming(&mut self, _fd: BorrowedFd<'_>, _token: u64) {
+        // One registration serves both: input is read and dropped, and the
+        // hang-up shows as readable with 0 bytes.
+    }
+
     fn shutdown_write(&mut self, fd: BorrowedFd<'_>) {
         sys::net::shutdown_write(fd);
     }

@@ -20,7 +20,9 @@
 //!   are ready are moved aside, so the completion queue cannot overflow.
 
 mod bufs;
+mod completion;
 mod probe;
+mod sends;
 
 use std::io;
 use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd, RawFd};
@@ -29,7 +31,9 @@ use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use slab::Slab;
 
 use bufs::BufRing;
+pub use completion::Completion;
 pub use probe::probe;
+use sends::SendOp;
 
 /// Bytes per provided receive buffer. Most request heads fit in one; a
 /// longer one (up to the 8 KiB cap) arrives in several.
@@ -84,61 +88,6 @@ pub(super) fn builder(setup: Setup) -> io_uring::Builder {
         }
     }
     b
-}
-
-/// One completion, decoded.
-pub enum Completion {
-    /// A new connection, or why accepting failed. After a failure that
-    /// `stopped` accepting, call [`Ring::restart_accept`] when ready.
-    Accepted {
-        fd: io::Result<OwnedFd>,
-        stopped: bool,
-    },
-    /// The wake-up eventfd became readable.
-    Woken,
-    /// Bytes arrived for `token`, in receive buffer `buf`: copy them with
-    /// [`Ring::take_buffer`]. `rearm`: the receive ended; arm it again if
-    /// the connection is still open.
-    Data {
-        token: u64,
-        buf: u16,
-        len: usize,
-        rearm: bool,
-    },
-    /// The peer closed (`Ok`) or the receive failed.
-    Closed { token: u64, result: io::Result<()> },
-    /// The receive stopped without closing (no buffer free): arm it again if
-    /// the connection is still open.
-    Rearm { token: u64 },
-    /// The hang-up poll ended without a hang-up: arm it again if the
-    /// connection is still open.
-    Rewatch { token: u64 },
-    /// Progress of a send: `Ok(n)` bytes went out; `finished` when it is
-    /// complete (the ring has let go of it). Otherwise call
-    /// [`Ring::resume`] or [`Ring::abandon`] with `id`.
-    Sent {
-        token: u64,
-        id: usize,
-        result: io::Result<usize>,
-        finished: bool,
-    },
-    /// Nothing for the caller (a cancel's own completion).
-    None,
-}
-
-/// A send the ring owns until it completes.
-struct SendOp<P> {
-    token: u64,
-    fd: RawFd,
-    parts: Vec<P>,
-    iov: Vec<libc::iovec>,
-    msg: libc::msghdr,
-    /// Bytes already sent.
-    done: usize,
-    total: usize,
-    /// Short, reported, and not queued: only now may it be resumed or
-    /// abandoned.
-    parked: bool,
 }
 
 /// One reactor's ring.
@@ -242,103 +191,6 @@ impl<P: AsRef<[u8]>> Ring<P> {
             .user_data((TAG_HANGUP << TAG_SHIFT) | (token & LOW));
         // SAFETY: a cancel and a poll refer to no memory of ours.
         unsafe { self.push_all(&[cancel, poll]) }
-    }
-
-    /// Sends `parts` to `fd` in order, as one `sendmsg`.
-    pub fn send(
-        &mut self,
-        fd: RawFd,
-        token: u64,
-        parts: impl Iterator<Item = P>,
-    ) -> io::Result<()> {
-        let mut op = self.spare.pop().unwrap_or_else(|| {
-            Box::new(SendOp {
-                token: 0,
-                fd: -1,
-                parts: Vec::new(),
-                iov: Vec::new(),
-                // SAFETY: msghdr is plain data; all zeroes is a valid value.
-                msg: unsafe { std::mem::zeroed() },
-                done: 0,
-                total: 0,
-                parked: false,
-            })
-        });
-        debug_assert!(token <= LOW, "tokens must fit in 56 bits");
-        op.token = token;
-        op.fd = fd;
-        op.parts.extend(parts);
-        op.total = op.parts.iter().map(|p| p.as_ref().len()).sum();
-        op.done = 0;
-        op.parked = false;
-        let id = self.sends.insert(op);
-        let queued = self.push_send(id);
-        if queued.is_err() {
-            self.finish(id);
-        }
-        queued
-    }
-
-    /// Queues the unsent rest of send `id`, at most `UIO_MAXIOV` parts at a
-    /// time (the kernel refuses more in one `sendmsg`); the rest goes when
-    /// the completion reports the send short and it is resumed.
-    fn push_send(&mut self, id: usize) -> io::Result<()> {
-        let op = &mut self.sends[id];
-        op.iov.clear();
-        op.parked = false;
-        let mut skip = op.done;
-        for p in &op.parts {
-            if op.iov.len() == libc::UIO_MAXIOV as usize {
-                break;
-            }
-            let b = p.as_ref();
-            if skip >= b.len() {
-                skip -= b.len();
-                continue;
-            }
-            op.iov.push(libc::iovec {
-                iov_base: b[skip..].as_ptr() as *mut libc::c_void,
-                iov_len: b.len() - skip,
-            });
-            skip = 0;
-        }
-        op.msg.msg_iov = op.iov.as_mut_ptr();
-        op.msg.msg_iovlen = op.iov.len() as _;
-        let e = opcode::SendMsg::new(types::Fd(op.fd), &op.msg)
-            .flags(libc::MSG_NOSIGNAL as u32)
-            .build()
-            .user_data((TAG_SEND << TAG_SHIFT) | id as u64);
-        // SAFETY: the op is boxed in `self.sends` and is neither moved nor
-        // changed until its final completion is decoded: the msghdr, the
-        // iovec array (heap memory of `op.iov`) and every part's bytes (heap
-        // memory the parts own) stay valid for the kernel.
-        unsafe { self.push(&e) }
-    }
-
-    /// Resumes a short send whose connection still wants it. Only a send
-    /// reported short (and not yet resumed) can be: anything else is refused
-    /// with `InvalidInput`, since the kernel may still be reading it.
-    pub fn resume(&mut self, id: usize) -> io::Result<()> {
-        if !self.sends.get(id).is_some_and(|op| op.parked) {
-            return Err(io::ErrorKind::InvalidInput.into());
-        }
-        self.push_send(id)
-    }
-
-    /// Lets go of a short send whose connection is gone (only one reported
-    /// short; anything else is left alone).
-    pub fn abandon(&mut self, id: usize) {
-        if self.sends.get(id).is_some_and(|op| op.parked) {
-            self.finish(id);
-        }
-    }
-
-    fn finish(&mut self, id: usize) {
-        let mut op = self.sends.remove(id);
-        if self.spare.len() < SPARE_SENDS {
-            op.parts.clear();
-            self.spare.push(op);
-        }
     }
 
     /// Closes `fd` through the ring: a cancel of everything queued for it
@@ -467,113 +319,6 @@ impl<P: AsRef<[u8]>> Ring<P> {
         out[..n].copy_from_slice(&self.bufs.bytes(buf)[..n]);
         self.bufs.give_back(buf);
         n
-    }
-
-    /// Decodes a completion; accept and wake-up polls are re-armed here.
-    fn decode(&mut self, cqe: &cqueue::Entry) -> Completion {
-        let (tag, low) = (cqe.user_data() >> TAG_SHIFT, cqe.user_data() & LOW);
-        let res = cqe.result();
-        let more = cqueue::more(cqe.flags());
-        let err = || io::Error::from_raw_os_error(-res);
-        match tag {
-            TAG_ACCEPT if res < 0 => Completion::Accepted {
-                fd: Err(err()),
-                stopped: !more,
-            },
-            TAG_ACCEPT => {
-                if !more && self.arm_accept().is_err() {
-                    log::warn!("io_uring: cannot re-arm accept");
-                }
-                // SAFETY: a successful accept completion carries a new
-                // descriptor that nothing else owns.
-                let fd = unsafe { OwnedFd::from_raw_fd(res) };
-                Completion::Accepted {
-                    fd: Ok(fd),
-                    stopped: false,
-                }
-            }
-            TAG_WAKE => {
-                if !more && self.arm_wake().is_err() {
-                    log::warn!("io_uring: cannot re-arm the wake-up poll");
-                }
-                Completion::Woken
-            }
-            TAG_RECV => self.decode_recv(low, res, more, cqe.flags()),
-            TAG_HANGUP => Self::decode_hangup(low, res, more),
-            TAG_SEND => {
-                let id = low as usize;
-                let Some(op) = self.sends.get_mut(id) else {
-                    return Completion::None;
-                };
-                let token = op.token;
-                let result = match res {
-                    n if n >= 0 => Ok(n as usize),
-                    e if -e == libc::EAGAIN || -e == libc::EINTR => Ok(0),
-                    _ => Err(err()),
-                };
-                if let Ok(n) = result {
-                    op.done += n;
-                }
-                let finished = result.is_err() || op.done >= op.total;
-                if finished {
-                    self.finish(id);
-                } else {
-                    op.parked = true;
-                }
-                Completion::Sent {
-                    token,
-                    id,
-                    result,
-                    finished,
-                }
-            }
-            _ => Completion::None,
-        }
-    }
-
-    /// A hang-up poll fired: the peer closed or the socket failed
-    /// (`Closed`), or it ended without that (`Rewatch`). Plain input on a
-    /// streaming connection is ignored, as the core ignores it anyway.
-    fn decode_hangup(token: u64, res: i32, more: bool) -> Completion {
-        let gone = (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) as i32;
-        match res {
-            r if r >= 0 && r & gone != 0 => Completion::Closed {
-                token,
-                result: Ok(()),
-            },
-            r if r >= 0 && more => Completion::None,
-            e if -e == libc::ECANCELED => Completion::None,
-            _ => Completion::Rewatch { token },
-        }
-    }
-
-    fn decode_recv(&mut self, token: u64, res: i32, more: bool, flags: u32) -> Completion {
-        if res > 0 {
-            return match cqueue::buffer_select(flags) {
-                Some(buf) if buf < RECV_BUFS => {
-                    self.filled |= 1u128 << buf;
-                    Completion::Data {
-                        token,
-                        buf,
-                        len: res as usize,
-                        rearm: !more,
-                    }
-                }
-                _ => Completion::Rearm { token },
-            };
-        }
-        match -res {
-            0 => Completion::Closed {
-                token,
-                result: Ok(()),
-            },
-            libc::ENOBUFS | libc::EAGAIN | libc::EINTR => Completion::Rearm { token },
-            libc::ECANCELED => Completion::None,
-            e => Completion::Closed {
-                token,
-                result: Err(io::Error::from_raw_os_error(e)),
-            },
-        }
     }
 }
 

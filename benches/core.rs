@@ -81,14 +81,8 @@ fn setup(capacity: usize) -> (Core<Null>, Hub) {
     })
     .expect("config");
     let verifier = Verifier::from_config(&cfg).expect("verifier");
-    let shared = Arc::new(Shared {
-        cfg: Arc::new(cfg),
-        verifier,
-        status: Arc::new(IngestStatus::new(false)),
-        open: Default::default(),
-        presence: Arc::new(herald::presence::Presence::new(0, None, 0)),
-        limiter: herald::conn::ratelimit::RateLimiter::new(0, 0),
-    });
+    let status = Arc::new(IngestStatus::new(false));
+    let shared = Arc::new(Shared::new(Arc::new(cfg), verifier, status, None));
     let (tx, rx, _wake) = inbox().expect("eventfd");
     let core = Core::new(
         Null::default(),

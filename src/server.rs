@@ -14,7 +14,6 @@ use crate::conn::auth::Verifier;
 use crate::hub::inbox;
 use crate::hub::status::IngestStatus;
 use crate::hub::Hub;
-use crate::presence::Presence;
 use crate::reactor::driver::{self, Backend, Parts};
 use crate::reactor::{Shared, Stats};
 use crate::sys;
@@ -131,22 +130,13 @@ pub fn run(prepared: Prepared) -> Result<(), StartError> {
     let status = Arc::new(IngestStatus::new(redis.is_some()));
     let cfg = Arc::new(cfg);
     let (changes_tx, changes_rx) = crossbeam_channel::unbounded();
-    let presence = Arc::new(Presence::new(
-        cfg.max_connections_per_user,
-        cfg.presence_events.then_some(changes_tx),
-        cfg.presence_list_max,
-    ));
-    let shared = Arc::new(Shared {
-        cfg: cfg.clone(),
+    let shared = Arc::new(Shared::new(
+        cfg.clone(),
         verifier,
-        status: status.clone(),
-        open: Default::default(),
-        presence: presence.clone(),
-        limiter: crate::conn::ratelimit::RateLimiter::new(
-            cfg.rate_limit_per_min,
-            cfg.rate_limit_burst,
-        ),
-    });
+        status.clone(),
+        cfg.presence_events.then_some(changes_tx),
+    ));
+    let presence = shared.presence.clone();
 
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let mut inboxes = Vec::with_capacity(workers);

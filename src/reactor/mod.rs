@@ -29,6 +29,7 @@
 
 mod deliver;
 pub mod driver;
+mod index;
 mod input;
 mod output;
 mod slot;
@@ -95,6 +96,29 @@ pub struct Shared {
     pub presence: Arc<Presence>,
     /// `/sse` attempts per client address, across reactors.
     pub limiter: RateLimiter,
+}
+
+impl Shared {
+    /// What every reactor shares, built from the configuration: presence
+    /// (announcing to `feed` when presence events are on) and the rate
+    /// limiter as configured, nothing open yet.
+    pub fn new(
+        cfg: Arc<Config>,
+        verifier: Verifier,
+        status: Arc<IngestStatus>,
+        feed: Option<crossbeam_channel::Sender<crate::presence::Change>>,
+    ) -> Self {
+        let presence = Presence::new(cfg.max_connections_per_user, feed, cfg.presence_list_max);
+        let limiter = RateLimiter::new(cfg.rate_limit_per_min, cfg.rate_limit_burst);
+        Self {
+            cfg,
+            verifier,
+            status,
+            open: AtomicUsize::new(0),
+            presence: Arc::new(presence),
+            limiter,
+        }
+    }
 }
 
 /// One reactor's core, driven through the transport `T`.
@@ -314,58 +338,6 @@ impl<T: Transport> Core<T> {
         self.shared.open.fetch_sub(1, Ordering::Relaxed);
         self.stats.set_open(self.conns.len());
         self.t.release(conn.fd, token);
-    }
-
-    // ----- the user index ----------------------------------------------------
-
-    fn link_user(&mut self, key: u32, user: u32) {
-        let u = self.users.get_mut(user);
-        let old_head = u.head;
-        u.head = key;
-        u.count += 1;
-        if old_head != NIL {
-            self.conns[old_head as usize].user_prev = key;
-        }
-        let conn = &mut self.conns[key as usize];
-        conn.user = user;
-        conn.user_next = old_head;
-        conn.user_prev = NIL;
-    }
-
-    fn unlink_user(&mut self, key: u32) {
-        let (user, prev, next) = {
-            let c = &self.conns[key as usize];
-            (c.user, c.user_prev, c.user_next)
-        };
-        if user == NIL {
-            return;
-        }
-        if prev != NIL {
-            self.conns[prev as usize].user_next = next;
-        } else {
-            self.users.get_mut(user).head = next;
-        }
-        if next != NIL {
-            self.conns[next as usize].user_prev = prev;
-        }
-        let u = self.users.get_mut(user);
-        u.count -= 1;
-        if u.count == 0 {
-            self.users.remove(user);
-        }
-        self.conns[key as usize].user = NIL;
-    }
-
-    /// A streaming user's connection ends: one stream fewer in presence.
-    fn leave_presence(&self, key: u32) {
-        let conn = &self.conns[key as usize];
-        if conn.user == NIL || conn.state != State::Streaming || !self.shared.presence.active() {
-            return;
-        }
-        let app = self.users.app_name(conn.app);
-        self.shared
-            .presence
-            .leave(app, &self.users.get(conn.user).id);
     }
 
     fn random_bytes(&mut self) -> [u8; 16] {

@@ -131,14 +131,8 @@ fn rig(pairs: &[(&str, &str)]) -> Rig {
         .or_insert_with(|| "comment".into());
     let cfg = Config::from_lookup(&move |k| env.get(k).cloned()).expect("config");
     let verifier = Verifier::from_config(&cfg).expect("verifier");
-    let shared = Arc::new(Shared {
-        cfg: Arc::new(cfg),
-        verifier,
-        status: Arc::new(IngestStatus::new(false)),
-        open: Default::default(),
-        presence: Arc::new(crate::presence::Presence::new(0, None, 0)),
-        limiter: crate::conn::ratelimit::RateLimiter::new(0, 0),
-    });
+    let status = Arc::new(IngestStatus::new(false));
+    let shared = Arc::new(Shared::new(Arc::new(cfg), verifier, status, None));
     let stats = Arc::new(Stats::default());
     let (tx, rx, _wake) = inbox().expect("inbox");
     let core = Core::new(

@@ -199,7 +199,14 @@ pub fn run(prepared: Prepared) -> Result<(), StartError> {
             .map_err(|e| StartError(format!("cannot spawn Redis ingest thread: {e}")))?;
     }
     let counters = crate::reactor::stats::Counters::new(stats);
-    let admin = Admin::new(cfg.clone(), hub.clone(), status, counters, backend.name());
+    let admin = Admin::new(
+        cfg.clone(),
+        hub.clone(),
+        status,
+        counters,
+        backend.name(),
+        shared.ids,
+    );
     std::thread::Builder::new()
         .name("admin".into())
         .spawn(move || admin.serve(admin_listener))

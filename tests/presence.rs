@@ -187,3 +187,24 @@ fn max_connections_per_user_answers_503_with_retry_after() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// Anonymous listeners of the app hear of every user, on every reactor
+/// (where the user has a stream and where it has none).
+#[test]
+fn anonymous_listeners_hear_of_users_on_every_reactor() {
+    let h = herald(&[("ALLOW_ANONYMOUS", "true")]);
+    let mut anon: Vec<SseClient> = (0..10).map(|_| h.sse("/sse", &[])).collect();
+    for c in &mut anon {
+        let on = c.expect_non_ping();
+        assert_eq!(on.event.as_deref(), Some("on-connection"), "{on:?}");
+    }
+    // A token without `iss` is app "default", like the anonymous listeners.
+    let x = h.sse_with_token(&jwt::user("x"));
+    for c in &mut anon {
+        expect(c, "user-connected", json!({"userId": "x"}));
+    }
+    x.close();
+    for c in &mut anon {
+        expect(c, "user-disconnected", json!({"userId": "x"}));
+    }
+}

@@ -65,6 +65,13 @@ pub fn render(s: &Sources<'_>) -> String {
     );
     one(
         &mut out,
+        "herald_refused_full_total",
+        "counter",
+        "Connections refused at MAX_CONNECTIONS.",
+        c.refused_full,
+    );
+    one(
+        &mut out,
         "herald_accept_errors_total",
         "counter",
         "Accepts that failed for want of descriptors or memory.",

@@ -5,6 +5,7 @@
 //! its own thread, one request per connection, with read timeouts; it never
 //! touches a reactor except through the hub.
 
+pub mod connections;
 pub mod metrics;
 
 use std::io::{Read, Write};
@@ -17,6 +18,7 @@ use log::{debug, warn};
 use crate::config::Config;
 use crate::conn::http::{parse_head, Head, Method, Request, MAX_HEAD_BYTES};
 use crate::conn::response::{self, Problem};
+use crate::hub::registry::IdCodec;
 use crate::hub::status::{IngestStatus, RedisState};
 use crate::hub::{envelope, Hub};
 use crate::ingest::RateLimitedLog;
@@ -38,6 +40,8 @@ pub struct Admin {
     counters: Counters,
     /// The I/O driver the reactors run (`epoll` or `io_uring`).
     backend: &'static str,
+    /// Decodes connection ids for `DELETE /connections/{id}`.
+    ids: IdCodec,
     /// Refused publishes are logged at most every 10 s.
     bad_log: Mutex<RateLimitedLog>,
 }
@@ -49,6 +53,7 @@ impl Admin {
         status: Arc<IngestStatus>,
         counters: Counters,
         backend: &'static str,
+        ids: IdCodec,
     ) -> Self {
         let bad_log = Mutex::new(RateLimitedLog::new(Duration::from_secs(10)));
         Self {
@@ -57,6 +62,7 @@ impl Admin {
             status,
             counters,
             backend,
+            ids,
             bad_log,
         }
     }
@@ -192,6 +198,14 @@ impl Admin {
                 }
             }
             ("/publish", _) => not_allowed("POST"),
+            (path, method) if path.starts_with("/connections/") => {
+                if !self.authorized(req, &[&self.cfg.admin_token]) {
+                    return Ok(unauthorized(
+                        "/connections needs Authorization: Bearer <ADMIN_TOKEN>",
+                    ));
+                }
+                self.connections(&path["/connections/".len()..], method)
+            }
             (other, _) => {
                 response::problem(Problem::NotFound, &format!("no such path: {other}"), "")
             }
@@ -241,6 +255,37 @@ impl Admin {
 }
 
 impl Admin {
+    /// `GET /connections/{app}[/{user}]`, `DELETE /connections/{id}`.
+    fn connections(&self, rest: &str, method: Method) -> Vec<u8> {
+        let inboxes = self.hub.inboxes();
+        let parts: Vec<&str> = rest.split('/').collect();
+        match (method, parts.as_slice()) {
+            (Method::Get, [app]) | (Method::Get, [app, ""]) if !app.is_empty() => {
+                let body = connections::by_user(&connections::list(inboxes, app, None));
+                response::simple(200, "application/json", "", &body.to_string())
+            }
+            (Method::Get, [app, user]) if !app.is_empty() && !user.is_empty() => {
+                let body = connections::by_id(&connections::list(inboxes, app, Some(user)));
+                response::simple(200, "application/json", "", &body.to_string())
+            }
+            (Method::Delete, [id]) => {
+                if connections::kick(inboxes, &self.ids, id) {
+                    response::simple(204, "application/json", "", "")
+                } else {
+                    response::problem(Problem::NotFound, &format!("no open connection {id}"), "")
+                }
+            }
+            (Method::Get | Method::Delete, _) => {
+                response::problem(Problem::NotFound, "no such connection path", "")
+            }
+            _ => response::problem(
+                Problem::MethodNotAllowed,
+                "/connections accepts GET and DELETE",
+                "Allow: GET, DELETE\r\n",
+            ),
+        }
+    }
+
     fn inbox_stalls(&self) -> u64 {
         self.hub.inboxes().iter().map(|i| i.stalls()).sum()
     }

@@ -57,6 +57,7 @@ impl RateLimiter {
         if !self.enabled() {
             return Ok(());
         }
+        let ip = bucket_of(ip);
         let per_ms = f64::from(self.per_min) / 60_000.0;
         let burst = f64::from(self.burst);
         let shard = &self.shards[shard_of(ip)];
@@ -69,7 +70,9 @@ impl RateLimiter {
             at_ms: now_ms,
         });
         b.tokens = (b.tokens + now_ms.saturating_sub(b.at_ms) as f64 * per_ms).min(burst);
-        b.at_ms = now_ms;
+        // Reactors' clocks are read at slightly different moments: never
+        // move a bucket back in time.
+        b.at_ms = b.at_ms.max(now_ms);
         if b.tokens >= 1.0 {
             b.tokens -= 1.0;
             Ok(())
@@ -111,7 +114,7 @@ pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[Cidr]) ->
     }
     let mut client = peer;
     for entry in forwarded_for.unwrap_or("").rsplit(',') {
-        let Ok(ip) = entry.trim().parse::<IpAddr>() else {
+        let Some(ip) = parse_hop(entry.trim()) else {
             break;
         };
         client = ip;
@@ -120,6 +123,32 @@ pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[Cidr]) ->
         }
     }
     client
+}
+
+/// One `X-Forwarded-For` hop: `1.2.3.4`, `1.2.3.4:5678`, `2001:db8::1`,
+/// `[2001:db8::1]` or `[2001:db8::1]:443`.
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    if let Ok(ip) = hop.parse() {
+        return Some(ip);
+    }
+    if let Some(rest) = hop.strip_prefix('[') {
+        return rest.split(']').next()?.parse().ok();
+    }
+    let (host, port) = hop.rsplit_once(':')?;
+    port.parse::<u16>().ok()?;
+    host.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4)
+}
+
+/// The bucket an address counts against: IPv4 addresses one by one, IPv6
+/// by /64 (one host usually holds a whole /64 and could rotate through it).
+fn bucket_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+        },
+        v4 => v4,
+    }
 }
 
 #[cfg(test)]
@@ -170,5 +199,25 @@ mod tests {
             client_ip(ip("10.0.0.9"), Some("junk, 10.2.2.2"), &trusted),
             ip("10.2.2.2")
         );
+        for (hop, want) in [
+            ("198.51.100.1:4711", "198.51.100.1"),
+            ("[2001:db8::1]", "2001:db8::1"),
+            ("[2001:db8::2]:443", "2001:db8::2"),
+            ("2001:db8::3", "2001:db8::3"),
+        ] {
+            assert_eq!(
+                client_ip(ip("10.0.0.9"), Some(hop), &trusted),
+                ip(want),
+                "{hop}"
+            );
+        }
+    }
+
+    #[test]
+    fn ipv6_counts_by_64_block() {
+        let l = RateLimiter::new(60, 1);
+        assert_eq!(l.check(ip("2001:db8::1"), 0), Ok(()));
+        assert!(l.check(ip("2001:db8::ffff"), 0).is_err(), "same /64");
+        assert_eq!(l.check(ip("2001:db8:0:1::1"), 0), Ok(()), "another /64");
     }
 }

@@ -31,6 +31,8 @@ pub enum Msg {
     /// Events for the history only (a stream's tail read at start-up): they
     /// are replayed on request but never delivered live.
     History(Batch),
+    /// A registry question or order from the admin side.
+    Control(super::registry::Control),
     Shutdown,
 }
 
@@ -78,6 +80,11 @@ impl Inbox {
 
     pub fn send_history(&self, batch: Batch) {
         self.send(Msg::History(batch));
+    }
+
+    /// Sends a registry question or order (waits while the inbox is full).
+    pub fn control(&self, c: super::registry::Control) {
+        self.send(Msg::Control(c));
     }
 
     /// Asks the reactor to stop. Waits at most a second for room in a full

@@ -15,6 +15,7 @@ pub mod filter;
 pub mod history;
 pub mod ids;
 pub mod inbox;
+pub mod registry;
 pub mod sse;
 pub mod status;
 

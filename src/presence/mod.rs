@@ -140,26 +140,44 @@ impl Presence {
     /// The `on-connection` data for a new listener of `app`: the app's
     /// online users (the listener's own `user` first), at most
     /// `PRESENCE_LIST_MAX`, and whether the list was cut.
-    pub fn on_connection(&self, app: &str, user: Option<&str>) -> serde_json::Value {
-        let mut users: Vec<String> = user.map(str::to_string).into_iter().collect();
+    ///
+    /// The list also stops before its ids pass `max_bytes` (half of
+    /// `MAX_PENDING_BYTES`, like any event), so the frame always fits what a
+    /// new listener may have pending.
+    pub fn on_connection(
+        &self,
+        app: &str,
+        user: Option<&str>,
+        max_bytes: usize,
+    ) -> serde_json::Value {
+        let mut users: Vec<String> = Vec::new();
+        let mut bytes = 0;
         let mut truncated = false;
-        for shard in self.shards.iter() {
+        let mut add = |u: &str| {
+            // Quotes, comma, and room for JSON escapes of odd characters.
+            let cost = u.len() * 2 + 3;
+            if users.len() >= self.list_max || bytes + cost > max_bytes {
+                truncated = true;
+                return false;
+            }
+            bytes += cost;
+            users.push(u.to_string());
+            true
+        };
+        if let Some(own) = user {
+            add(own);
+        }
+        'shards: for shard in self.shards.iter() {
             let counts = shard.lock().unwrap_or_else(|p| p.into_inner());
             let Some(online) = counts.get(app) else {
                 continue;
             };
             for u in online.keys().filter(|u| Some(&***u) != user) {
-                if users.len() >= self.list_max {
-                    truncated = true;
-                    break;
+                if !add(u) {
+                    break 'shards;
                 }
-                users.push(u.to_string());
-            }
-            if truncated {
-                break;
             }
         }
-        users.truncate(self.list_max);
         serde_json::json!({ "users": users, "truncated": truncated })
     }
 }
@@ -229,11 +247,18 @@ mod tests {
         for u in ["a", "b", "c", "me"] {
             p.join("shop", u).unwrap();
         }
-        let v = p.on_connection("shop", Some("me"));
+        let v = p.on_connection("shop", Some("me"), 1 << 20);
         assert_eq!(v["users"][0], "me");
         assert_eq!(v["users"].as_array().unwrap().len(), 2);
         assert_eq!(v["truncated"], true);
-        let v = p.on_connection("blog", None);
+        // Capped by bytes as well: only the own id fits in 10 bytes.
+        let v = p.on_connection("shop", Some("me"), 10);
+        assert_eq!(v, serde_json::json!({ "users": ["me"], "truncated": true }));
+        let none = Presence::new(0, None, 0);
+        none.join("shop", "a").unwrap();
+        let v = none.on_connection("shop", None, 1 << 20);
+        assert_eq!(v, serde_json::json!({ "users": [], "truncated": true }));
+        let v = p.on_connection("blog", None, 1 << 20);
         assert_eq!(v, serde_json::json!({ "users": [], "truncated": false }));
     }
 }

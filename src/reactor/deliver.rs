@@ -56,6 +56,11 @@ impl<T: Transport> Core<T> {
                         self.history.push(ev);
                     }
                 }
+                Ok(Msg::Control(c)) => {
+                    // Answer from the state after what came before.
+                    self.take_in(&mut events, now_ms);
+                    self.on_control(c);
+                }
                 Ok(Msg::Shutdown) => {
                     self.stopping = true;
                     break;
@@ -129,7 +134,9 @@ impl<T: Transport> Core<T> {
                 let wanted = match bcast[i] {
                     Reach::Everyone => true,
                     Reach::App(app) => conn.app == app,
-                    Reach::AppBut(app, user) => conn.app == app && conn.user != user,
+                    Reach::AppBut(app, user) => {
+                        conn.app == app && (user == NIL || conn.user != user)
+                    }
                     Reach::Targeted if t < targeted.len() && targeted[t] == (key, i as u32) => {
                         t += 1;
                         true

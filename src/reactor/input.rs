@@ -84,13 +84,14 @@ impl<T: Transport> Core<T> {
                 return self.respond_and_close(key, &body, now_ms);
             }
         }
-        let on_connection = presence
-            .events()
-            .then(|| presence.on_connection(&req.identity.app, req.identity.user.as_deref()));
+        let on_connection = presence.events().then(|| {
+            let max_bytes = self.shared.cfg.max_pending_bytes / 2;
+            presence.on_connection(&req.identity.app, req.identity.user.as_deref(), max_bytes)
+        });
         let cfg = &self.shared.cfg;
         let (retry_ms, on_connect, heartbeat_secs) =
             (cfg.retry_ms, cfg.history_on_connect, cfg.heartbeat_secs);
-        let conn_id = uuid::Builder::from_random_bytes(self.random_bytes()).into_uuid();
+        let conn_id = self.conn_id(key);
         let preface = session::preface(&req, &self.history, &conn_id, retry_ms, on_connect);
         if req.last_event_id.is_some() {
             self.stats.replays.fetch_add(1, Ordering::Relaxed);

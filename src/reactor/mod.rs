@@ -32,6 +32,7 @@ pub mod driver;
 mod index;
 mod input;
 mod output;
+mod registry;
 mod slot;
 pub mod stats;
 #[cfg(test)]
@@ -55,6 +56,7 @@ use crate::conn::ratelimit::RateLimiter;
 use crate::conn::State;
 use crate::hub::history::History;
 use crate::hub::inbox::Msg;
+use crate::hub::registry::{ConnRef, IdCodec};
 use crate::hub::status::IngestStatus;
 use crate::hub::Event;
 use crate::presence::Presence;
@@ -96,6 +98,8 @@ pub struct Shared {
     pub presence: Arc<Presence>,
     /// `/sse` attempts per client address, across reactors.
     pub limiter: RateLimiter,
+    /// Connection ids (shared with the admin side, which decodes them).
+    pub ids: IdCodec,
 }
 
 impl Shared {
@@ -110,6 +114,7 @@ impl Shared {
     ) -> Self {
         let presence = Presence::new(cfg.max_connections_per_user, feed, cfg.presence_list_max);
         let limiter = RateLimiter::new(cfg.rate_limit_per_min, cfg.rate_limit_burst);
+        let seed = uuid::Uuid::new_v4().as_u128() as u64;
         Self {
             cfg,
             verifier,
@@ -117,6 +122,7 @@ impl Shared {
             open: AtomicUsize::new(0),
             presence: Arc::new(presence),
             limiter,
+            ids: IdCodec::new(seed),
         }
     }
 }
@@ -141,7 +147,8 @@ pub struct Core<T> {
     epoch_ms: u64,
     /// A shutdown message was drained.
     stopping: bool,
-    rng: u64,
+    /// Unix seconds minus monotonic seconds (set by the driver's clock).
+    unix_offset_s: i64,
     // Scratch space reused across turns.
     events: Vec<Arc<Event>>,
     targeted: Vec<(u32, u32)>,
@@ -187,7 +194,7 @@ impl<T: Transport> Core<T> {
             heartbeats,
             epoch_ms: now_s * 1000,
             stopping: false,
-            rng: seed(),
+            unix_offset_s: 0,
             events: Vec::new(),
             targeted: Vec::new(),
             keys: Vec::new(),
@@ -244,6 +251,25 @@ impl<T: Transport> Core<T> {
         now_ms.saturating_sub(self.epoch_ms).div_ceil(100) as u32
     }
 
+    /// Tells the core the wall clock (drivers do at start; `on_tick` keeps
+    /// it current), for `created_at`.
+    pub fn set_wall_clock(&mut self, now_ms: u64, unix_s: u64) {
+        self.unix_offset_s = unix_s as i64 - (now_ms / 1000) as i64;
+    }
+
+    fn unix_s(&self, now_ms: u64) -> u64 {
+        ((now_ms / 1000) as i64 + self.unix_offset_s).max(0) as u64
+    }
+
+    /// The connection id of a slot.
+    fn conn_id(&self, key: u32) -> uuid::Uuid {
+        self.shared.ids.encode(ConnRef {
+            reactor: self.index as u16,
+            slot: key,
+            gen: self.conns[key as usize].gen,
+        })
+    }
+
     /// The slot of a live token.
     fn live(&self, token: u64) -> Option<u32> {
         let (key, gen) = ((token & 0xffff_ffff) as u32, (token >> 32) as u32);
@@ -268,6 +294,7 @@ impl<T: Transport> Core<T> {
         self.next_gen = self.next_gen.wrapping_add(1) & GEN_MASK;
         let gen = self.next_gen;
         let now_rel = self.now_rel(now_ms);
+        let created = self.unix_s(now_ms) as u32;
         let entry = self.conns.vacant_entry();
         let key = entry.key() as u32;
         if let Err(e) = self.t.register(fd.as_fd(), token(key, gen)) {
@@ -275,7 +302,7 @@ impl<T: Transport> Core<T> {
             self.shared.open.fetch_sub(1, Ordering::Relaxed);
             return None;
         }
-        entry.insert(Conn::new(fd, gen, now_rel));
+        entry.insert(Conn::new(fd, gen, now_rel, created));
         self.stats.set_open(self.conns.len());
         self.stats.accepted.fetch_add(1, Ordering::Relaxed);
         if full {
@@ -339,31 +366,9 @@ impl<T: Transport> Core<T> {
         self.stats.set_open(self.conns.len());
         self.t.release(conn.fd, token);
     }
-
-    fn random_bytes(&mut self) -> [u8; 16] {
-        let a = wyrand(&mut self.rng);
-        let b = wyrand(&mut self.rng);
-        let mut out = [0u8; 16];
-        out[..8].copy_from_slice(&a.to_le_bytes());
-        out[8..].copy_from_slice(&b.to_le_bytes());
-        out
-    }
 }
 
 /// A connection's token: its slot and the slot's generation.
 pub fn token(key: u32, gen: u32) -> u64 {
     (u64::from(gen) << 32) | u64::from(key)
-}
-
-fn seed() -> u64 {
-    let b = *uuid::Uuid::new_v4().as_bytes();
-    u64::from_le_bytes(b[..8].try_into().unwrap_or([7; 8]))
-}
-
-/// wyrand: a fast non-cryptographic generator for connection ids, seeded from
-/// the OS once per reactor.
-fn wyrand(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0xa076_1d64_78bd_642f);
-    let t = u128::from(*state) * u128::from(*state ^ 0xe703_7ed1_a0b4_28db);
-    ((t >> 64) ^ t) as u64
 }

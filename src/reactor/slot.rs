@@ -29,13 +29,15 @@ pub struct Conn {
     /// Tenths of a second since reactor start of the last write (heartbeat
     /// idleness).
     pub last_write: u32,
+    /// Unix seconds when the connection was accepted (`created_at`).
+    pub created: u32,
     pub filter: Option<Box<Filter>>,
     /// Request bytes read so far; only while a head arrives in pieces.
     pub head: HeadBuf,
 }
 
 impl Conn {
-    pub fn new(fd: OwnedFd, gen: u32, now_rel: u32) -> Self {
+    pub fn new(fd: OwnedFd, gen: u32, now_rel: u32, created: u32) -> Self {
         Self {
             fd,
             gen,
@@ -46,6 +48,7 @@ impl Conn {
             user_next: NIL,
             pending: NIL,
             last_write: now_rel,
+            created,
             filter: None,
             head: None,
         }

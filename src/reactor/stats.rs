@@ -18,15 +18,18 @@ pub enum Why {
     Idle,
     /// Closed after a final response (an answer or a refusal).
     Responded,
+    /// Ended by `DELETE /connections/{id}`.
+    Kicked,
 }
 
 impl Why {
-    pub const ALL: [Why; 5] = [
+    pub const ALL: [Why; 6] = [
         Why::Peer,
         Why::Slow,
         Why::Shutdown,
         Why::Idle,
         Why::Responded,
+        Why::Kicked,
     ];
 
     pub fn name(self) -> &'static str {
@@ -36,6 +39,7 @@ impl Why {
             Why::Shutdown => "shutdown",
             Why::Idle => "timeout",
             Why::Responded => "responded",
+            Why::Kicked => "kicked",
         }
     }
 }

@@ -28,6 +28,7 @@ impl<T: Transport> Core<T> {
     /// Fires every timer due at `now_ms`; `unix_s` is the wall clock for
     /// `ping` events.
     pub fn on_tick(&mut self, now_ms: u64, unix_s: u64) {
+        self.set_wall_clock(now_ms, unix_s);
         while let Some((key, gen)) = self.head_timeouts.pop_expired(now_ms) {
             if !self.alive(key, gen) || self.conns[key as usize].state != State::ReadingHead {
                 continue;

@@ -114,7 +114,7 @@ fn core<T: super::Transport>(
     };
     ready(Ok(()));
     let now_ms = crate::sys::clock::mono_ms();
-    let core = Core::new(
+    let mut core = Core::new(
         t,
         p.index,
         p.shared.clone(),
@@ -123,5 +123,6 @@ fn core<T: super::Transport>(
         p.capacity,
         now_ms,
     );
+    core.set_wall_clock(now_ms, crate::sys::clock::unix_secs());
     Some(core)
 }

@@ -200,6 +200,7 @@ fn on_conn(core: &mut Core<Uring>, c: Completion, now_ms: u64) {
             result,
             finished,
         } => {
+            log::trace!("send {id} token {token:#x}: {result:?} finished {finished}");
             let wanted = core.on_sent(token, result, finished, now_ms);
             if !finished {
                 let ring = &mut core.transport().ring;

@@ -232,9 +232,17 @@ impl<P: AsRef<[u8]>> Ring<P> {
         let mut raw = std::mem::take(&mut self.stash);
         let waited = self.enter(timeout_ms, raw.is_empty());
         raw.extend(self.ring.completion());
-        out.extend(raw.iter().map(|cqe| self.decode(cqe)));
-        raw.clear();
-        self.stash = raw;
+        // Decoding may re-arm a multishot, and a full queue then moves
+        // newer completions aside into `stash`: they stay there for the
+        // next call (overwriting them would lose a send's completion and
+        // stall its connection for good).
+        for cqe in raw.drain(..) {
+            let c = self.decode(&cqe);
+            out.push(c);
+        }
+        if self.stash.is_empty() {
+            self.stash = raw;
+        }
         waited
     }
 

@@ -9,11 +9,43 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
 
+use crate::conn::http::Method;
+use crate::conn::response::{self, Problem};
 use crate::hub::inbox::Inbox;
 use crate::hub::registry::{ConnInfo, Control, IdCodec};
 
 /// How long the admin side waits for every reactor's answer.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `GET /connections/{app}[/{user}]`, `DELETE /connections/{id}`.
+pub fn route(inboxes: &[Inbox], ids: &IdCodec, rest: &str, method: Method) -> Vec<u8> {
+    let parts: Vec<&str> = rest.split('/').collect();
+    match (method, parts.as_slice()) {
+        (Method::Get, [app]) | (Method::Get, [app, ""]) if !app.is_empty() => {
+            let body = by_user(&list(inboxes, app, None));
+            response::simple(200, "application/json", "", &body.to_string())
+        }
+        (Method::Get, [app, user]) if !app.is_empty() && !user.is_empty() => {
+            let body = by_id(&list(inboxes, app, Some(user)));
+            response::simple(200, "application/json", "", &body.to_string())
+        }
+        (Method::Delete, [id]) => {
+            if kick(inboxes, ids, id) {
+                response::simple(204, "application/json", "", "")
+            } else {
+                response::problem(Problem::NotFound, &format!("no open connection {id}"), "")
+            }
+        }
+        (Method::Get | Method::Delete, _) => {
+            response::problem(Problem::NotFound, "no such connection path", "")
+        }
+        _ => response::problem(
+            Problem::MethodNotAllowed,
+            "/connections accepts GET and DELETE",
+            "Allow: GET, DELETE\r\n",
+        ),
+    }
+}
 
 /// Every streaming connection of `user` (or of all users) in `app`, from
 /// every reactor that answered in time.

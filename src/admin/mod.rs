@@ -204,7 +204,8 @@ impl Admin {
                         "/connections needs Authorization: Bearer <ADMIN_TOKEN>",
                     ));
                 }
-                self.connections(&path["/connections/".len()..], method)
+                let rest = &path["/connections/".len()..];
+                connections::route(self.hub.inboxes(), &self.ids, rest, method)
             }
             (other, _) => {
                 response::problem(Problem::NotFound, &format!("no such path: {other}"), "")
@@ -255,37 +256,6 @@ impl Admin {
 }
 
 impl Admin {
-    /// `GET /connections/{app}[/{user}]`, `DELETE /connections/{id}`.
-    fn connections(&self, rest: &str, method: Method) -> Vec<u8> {
-        let inboxes = self.hub.inboxes();
-        let parts: Vec<&str> = rest.split('/').collect();
-        match (method, parts.as_slice()) {
-            (Method::Get, [app]) | (Method::Get, [app, ""]) if !app.is_empty() => {
-                let body = connections::by_user(&connections::list(inboxes, app, None));
-                response::simple(200, "application/json", "", &body.to_string())
-            }
-            (Method::Get, [app, user]) if !app.is_empty() && !user.is_empty() => {
-                let body = connections::by_id(&connections::list(inboxes, app, Some(user)));
-                response::simple(200, "application/json", "", &body.to_string())
-            }
-            (Method::Delete, [id]) => {
-                if connections::kick(inboxes, &self.ids, id) {
-                    response::simple(204, "application/json", "", "")
-                } else {
-                    response::problem(Problem::NotFound, &format!("no open connection {id}"), "")
-                }
-            }
-            (Method::Get | Method::Delete, _) => {
-                response::problem(Problem::NotFound, "no such connection path", "")
-            }
-            _ => response::problem(
-                Problem::MethodNotAllowed,
-                "/connections accepts GET and DELETE",
-                "Allow: GET, DELETE\r\n",
-            ),
-        }
-    }
-
     fn inbox_stalls(&self) -> u64 {
         self.hub.inboxes().iter().map(|i| i.stalls()).sum()
     }

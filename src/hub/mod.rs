@@ -176,30 +176,31 @@ impl Hub {
         }
     }
 
-    /// Sends an internal event (presence) to every reactor, in order with
-    /// published events.
-    pub fn announce(&self, internal: Internal, now: Now) {
-        let (ticket, mut assigned) = self.reserve(1, now);
-        let (seq, _) = assigned.remove(0);
-        let Internal {
-            app,
-            name,
-            data,
-            except,
-        } = internal;
-        let frame = sse::encode_event(None, Some(name), sse::Payload::Json(&data));
-        let ev = Event {
-            seq,
-            id: "".into(),
-            app: Some(app),
-            target: except.map_or(Target::All, Target::Others),
-            name: Some(name.into()),
-            source: None,
-            frame: frame.into(),
-            published_ms: now.mono_ms,
-            internal: true,
-        };
-        let batch: Batch = Arc::from(vec![Arc::new(ev)]);
+    /// Sends internal events (presence) to every reactor as one batch, in
+    /// order with published events.
+    pub fn announce(&self, internal: Vec<Internal>, now: Now) {
+        if internal.is_empty() {
+            return;
+        }
+        let (ticket, assigned) = self.reserve(internal.len(), now);
+        let batch: Batch = internal
+            .into_iter()
+            .zip(assigned)
+            .map(|(i, (seq, _))| {
+                let frame = sse::encode_event(None, Some(i.name), sse::Payload::Json(&i.data));
+                Arc::new(Event {
+                    seq,
+                    id: "".into(),
+                    app: Some(i.app),
+                    target: i.except.map_or(Target::All, Target::Others),
+                    name: Some(i.name.into()),
+                    source: None,
+                    frame: frame.into(),
+                    published_ms: now.mono_ms,
+                    internal: true,
+                })
+            })
+            .collect();
         self.in_turn(ticket, || {
             for inbox in &self.inboxes {
                 inbox.send_events(batch.clone());

@@ -185,22 +185,34 @@ impl Presence {
 /// The feed thread: announces every change through the hub, in the order
 /// the changes were decided, until every sender is gone. `now` reads the
 /// clocks for each announcement.
+///
+/// Changes that queued up meanwhile (a connection burst) go out together,
+/// up to [`FEED_BATCH`] at a time: one hub ticket and one inbox message per
+/// reactor for the lot, not one per change.
 pub fn run_feed(changes: Receiver<Change>, hub: &Hub, now: impl Fn() -> Now) {
-    for change in changes {
-        let (app, user, name) = match change {
-            Change::Joined { app, user } => (app, user, "user-connected"),
-            Change::Left { app, user } => (app, user, "user-disconnected"),
-        };
-        let data = serde_json::json!({ "userId": &*user });
-        hub.announce(
-            Internal {
-                app,
-                name,
-                data,
-                except: Some(user),
-            },
-            now(),
-        );
+    while let Ok(first) = changes.recv() {
+        let queued = changes.try_iter().take(FEED_BATCH - 1);
+        let batch = std::iter::once(first)
+            .chain(queued)
+            .map(announcement)
+            .collect();
+        hub.announce(batch, now());
+    }
+}
+
+/// Presence changes announced together at most.
+pub const FEED_BATCH: usize = 1024;
+
+fn announcement(change: Change) -> Internal {
+    let (app, user, name) = match change {
+        Change::Joined { app, user } => (app, user, "user-connected"),
+        Change::Left { app, user } => (app, user, "user-disconnected"),
+    };
+    Internal {
+        app,
+        name,
+        data: serde_json::json!({ "userId": &*user }),
+        except: Some(user),
     }
 }
 

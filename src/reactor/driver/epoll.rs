@@ -121,13 +121,10 @@ pub(super) fn run(parts: Parts, ready: impl FnOnce(io::Result<()>)) {
                 }
             }
         }
-        if (woken || core.inbox_waiting()) && core.drain_inbox(now_ms) {
-            busy = true;
+        match super::end_turn(&mut core, woken, now_ms) {
+            Some(more) => busy |= more,
+            None => break,
         }
-        if core.stopping() {
-            break;
-        }
-        core.on_tick(now_ms, sys::clock::unix_secs());
     }
     drop(parts.listener);
     core.shutdown();

@@ -45,6 +45,19 @@ impl AcceptFailure {
     }
 }
 
+/// The end of every turn, the same under every driver: drain the inbox
+/// when woken (or when something waits anyway), then fire due timers.
+/// `None` when a shutdown message was drained, else whether the inbox holds
+/// more.
+fn end_turn<T: super::Transport>(core: &mut Core<T>, woken: bool, now_ms: u64) -> Option<bool> {
+    let more = (woken || core.inbox_waiting()) && core.drain_inbox(now_ms);
+    if core.stopping() {
+        return None;
+    }
+    core.on_tick(now_ms, crate::sys::clock::unix_secs());
+    Some(more)
+}
+
 /// The wait a driver may do now: none when the last turn left work behind,
 /// else until the next timer or the end of an accept pause.
 fn timeout<T: super::Transport>(

@@ -77,7 +77,7 @@ impl Transport for Uring {
     }
 
     fn streaming(&mut self, fd: BorrowedFd<'_>, token: u64) {
-        if let Err(e) = self.ring.watch_hangup(fd.as_raw_fd(), token) {
+        if let Err(e) = self.ring.stop_reading(fd.as_raw_fd(), token) {
             warn!("io_uring: cannot watch a stream for hang-up: {e}");
         }
     }
@@ -149,13 +149,10 @@ pub(super) fn run(parts: Parts, ready: impl FnOnce(io::Result<()>)) {
             }
         }
         busy = false;
-        if (woken || core.inbox_waiting()) && core.drain_inbox(now_ms) {
-            busy = true;
+        match super::end_turn(&mut core, woken, now_ms) {
+            Some(more) => busy |= more,
+            None => break,
         }
-        if core.stopping() {
-            break;
-        }
-        core.on_tick(now_ms, sys::clock::unix_secs());
     }
     core.shutdown();
     // The multishot accept holds the listening socket open until it is

@@ -179,18 +179,26 @@ impl<P: AsRef<[u8]>> Ring<P> {
     /// its receive and arms a multishot poll for hang-up. An idle streaming
     /// connection then holds one request in the kernel instead of a receive
     /// with its async state (BENCHMARKS.md: bytes per idle listener).
-    pub fn watch_hangup(&mut self, fd: RawFd, token: u64) -> io::Result<()> {
+    pub fn stop_reading(&mut self, fd: RawFd, token: u64) -> io::Result<()> {
         debug_assert!(token <= LOW, "tokens must fit in 56 bits");
         let recv = (TAG_RECV << TAG_SHIFT) | (token & LOW);
         let cancel = opcode::AsyncCancel2::new(types::CancelBuilder::user_data(recv))
             .build()
             .user_data(TAG_CANCEL << TAG_SHIFT);
+        // SAFETY: a cancel refers to no memory of ours.
+        unsafe { self.push(&cancel) }?;
+        self.watch_hangup(fd, token)
+    }
+
+    /// Arms (again) the multishot hang-up poll of a streaming connection.
+    pub fn watch_hangup(&mut self, fd: RawFd, token: u64) -> io::Result<()> {
+        debug_assert!(token <= LOW, "tokens must fit in 56 bits");
         let poll = opcode::PollAdd::new(types::Fd(fd), libc::POLLRDHUP as u32)
             .multi(true)
             .build()
             .user_data((TAG_HANGUP << TAG_SHIFT) | (token & LOW));
-        // SAFETY: a cancel and a poll refer to no memory of ours.
-        unsafe { self.push_all(&[cancel, poll]) }
+        // SAFETY: a poll refers to no memory of ours.
+        unsafe { self.push(&poll) }
     }
 
     /// Closes `fd` through the ring: a cancel of everything queued for it

@@ -106,15 +106,18 @@ pub fn user_full(cors: &str) -> Vec<u8> {
 }
 
 /// What a new stream is sent before live events, in order: the response
-/// head with the `retry:` preface, then a `history-gap` event when the
-/// `Last-Event-ID` is no longer held, then the replayed events.
+/// head with the `retry:` preface, the `on-connection` presence event when
+/// presence events are on, a `history-gap` event when the `Last-Event-ID`
+/// is no longer held, then the replayed events.
 pub struct Preface {
     pub head: String,
+    pub on_connection: Option<Vec<u8>>,
     pub gap: Option<Vec<u8>>,
     pub replay: Vec<Arc<Event>>,
 }
 
-/// Decides a new stream's preface: replay after `Last-Event-ID`, or the last
+/// Decides a new stream's preface: `online` (the `on-connection` data, when
+/// presence events are on), then replay after `Last-Event-ID`, or the last
 /// `history_on_connect` events for a listener without one.
 pub fn preface(
     req: &StreamRequest,
@@ -122,6 +125,7 @@ pub fn preface(
     conn_id: &uuid::Uuid,
     retry_ms: u64,
     history_on_connect: usize,
+    online: Option<&serde_json::Value>,
 ) -> Preface {
     let mut head = response::stream_head(conn_id, &req.cors);
     head.push_str(&sse::retry_preface(retry_ms));
@@ -137,5 +141,12 @@ pub fn preface(
         }
         None => (None, history.recent(&who, history_on_connect)),
     };
-    Preface { head, gap, replay }
+    let on_connection = online
+        .map(|users| sse::encode_event(None, Some("on-connection"), sse::Payload::Json(users)));
+    Preface {
+        head,
+        on_connection,
+        gap,
+        replay,
+    }
 }

@@ -71,7 +71,7 @@ impl<T: Transport> Core<T> {
         let conn = &self.conns[key as usize];
         let gen = conn.gen;
         if conn.pending == super::NIL {
-            self.t.shutdown_write(std::os::fd::AsFd::as_fd(&conn.fd));
+            self.t.shutdown_write(conn.fd.as_fd());
         }
         self.lingers.push((key, gen), now_ms + CLOSE_LINGER_MS);
     }
@@ -80,11 +80,11 @@ impl<T: Transport> Core<T> {
         let presence = &self.shared.presence;
         if let (true, Some(user)) = (presence.active(), &req.identity.user) {
             if presence.join(&req.identity.app, user).is_err() {
-                let body = crate::conn::session::user_full(&req.cors);
+                let body = session::user_full(&req.cors);
                 return self.respond_and_close(key, &body, now_ms);
             }
         }
-        let on_connection = presence.events().then(|| {
+        let online = presence.events().then(|| {
             let max_bytes = self.shared.cfg.max_pending_bytes / 2;
             presence.on_connection(&req.identity.app, req.identity.user.as_deref(), max_bytes)
         });
@@ -92,7 +92,14 @@ impl<T: Transport> Core<T> {
         let (retry_ms, on_connect, heartbeat_secs) =
             (cfg.retry_ms, cfg.history_on_connect, cfg.heartbeat_secs);
         let conn_id = self.conn_id(key);
-        let preface = session::preface(&req, &self.history, &conn_id, retry_ms, on_connect);
+        let preface = session::preface(
+            &req,
+            &self.history,
+            &conn_id,
+            retry_ms,
+            on_connect,
+            online.as_ref(),
+        );
         if req.last_event_id.is_some() {
             self.stats.replays.fetch_add(1, Ordering::Relaxed);
         }
@@ -120,16 +127,9 @@ impl<T: Transport> Core<T> {
             "conn {key}: stream {conn_id} for app {:?} user {:?}",
             req.identity.app, req.identity.user
         );
-        let mut out: Vec<Out<'_>> = Vec::with_capacity(2 + preface.replay.len());
+        let mut out: Vec<Out<'_>> = Vec::with_capacity(3 + preface.replay.len());
         out.push(Out::Bytes(preface.head.as_bytes()));
-        let on_connection = on_connection.map(|users| {
-            crate::hub::sse::encode_event(
-                None,
-                Some("on-connection"),
-                crate::hub::sse::Payload::Json(&users),
-            )
-        });
-        out.extend(on_connection.as_deref().map(Out::Bytes));
+        out.extend(preface.on_connection.as_deref().map(Out::Bytes));
         out.extend(preface.gap.as_deref().map(Out::Bytes));
         out.extend(preface.replay.iter().map(Out::Event));
         if !self.write(key, &out, now_ms) {

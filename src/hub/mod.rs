@@ -156,13 +156,7 @@ impl Hub {
             .collect();
         let refused = batch.iter().position(|e| e.frame.len() > self.max_frame);
         // A refused batch still takes (and passes on) its turn.
-        self.in_turn(ticket, || {
-            if refused.is_none() {
-                for inbox in &self.inboxes {
-                    send(inbox, batch.clone());
-                }
-            }
-        });
+        self.send_in_turn(ticket, refused.is_none().then_some(&batch), send);
         match refused {
             None => Ok(batch.len()),
             Some(i) => Err(envelope::EnvelopeError {
@@ -201,11 +195,7 @@ impl Hub {
                 })
             })
             .collect();
-        self.in_turn(ticket, || {
-            for inbox in &self.inboxes {
-                inbox.send_events(batch.clone());
-            }
-        });
+        self.send_in_turn(ticket, Some(&batch), Inbox::send_events);
     }
 
     /// `n` (sequence, id) pairs and a ticket, under the id lock.
@@ -217,9 +207,10 @@ impl Hub {
         (*next_ticket - 1, assigned)
     }
 
-    /// Runs `send` when `ticket`'s turn comes, so every inbox gets batches
-    /// in sequence order, then passes the turn on.
-    fn in_turn(&self, ticket: u64, send: impl FnOnce()) {
+    /// When `ticket`'s turn comes, hands `batch` (none for a refused one)
+    /// to every inbox with `send`, then passes the turn on: so every inbox
+    /// gets batches in sequence order.
+    fn send_in_turn(&self, ticket: u64, batch: Option<&Batch>, send: fn(&Inbox, Batch)) {
         let mut turn = self.turn.lock().unwrap_or_else(|p| p.into_inner());
         while *turn != ticket {
             turn = self
@@ -227,7 +218,11 @@ impl Hub {
                 .wait(turn)
                 .unwrap_or_else(|p| p.into_inner());
         }
-        send();
+        if let Some(batch) = batch {
+            for inbox in &self.inboxes {
+                send(inbox, batch.clone());
+            }
+        }
         *turn += 1;
         drop(turn);
         self.turn_changed.notify_all();

@@ -18,8 +18,13 @@
 //!
 //! The layers, top to bottom (each may use only those below it):
 //! - [`server`]: boot order and shutdown; picks the I/O driver.
-//! - [`admin`]: the admin listener (health, stats, publish); reads reactor
-//!   counters through [`reactor::stats::Counters`] only.
+//! - [`admin`]: the admin listener (health, stats, metrics, publish,
+//!   connections) and the thread answering the public listener's
+//!   connection listings; reads reactor counters through
+//!   [`reactor::stats::Counters`] only.
+//! - [`cluster`]: the connection directory (this node's reactors, or the
+//!   Redis registry shared by every node), its writer and watcher threads:
+//!   cluster presence and cross-node `DELETE`.
 //! - [`ingest`]: the Redis ingest thread (pub/sub, streams); writes
 //!   [`hub::status`], hands events to the [`hub::Hub`].
 //! - [`reactor`]: one reactor per core. [`reactor::Core`] is the
@@ -43,6 +48,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod admin;
+pub mod cluster;
 pub mod config;
 pub mod conn;
 pub mod doctor;

@@ -9,6 +9,9 @@ use log::{error, info, warn};
 use nix::sys::signal::{SigSet, Signal};
 
 use crate::admin::Admin;
+use crate::cluster::watch::Watch;
+use crate::cluster::writer::Writer;
+use crate::cluster::Directory;
 use crate::config::{Config, IoBackend};
 use crate::conn::auth::Verifier;
 use crate::hub::inbox;
@@ -80,6 +83,15 @@ pub fn choose_backend(wanted: IoBackend) -> Result<Backend, crate::config::Confi
     }
 }
 
+/// Starts a named helper thread.
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), StartError> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .map(drop)
+        .map_err(|e| StartError(format!("cannot spawn {name} thread: {e}")))
+}
+
 /// Runs herald until SIGTERM or SIGINT.
 pub fn run(prepared: Prepared) -> Result<(), StartError> {
     let Prepared {
@@ -130,13 +142,15 @@ pub fn run(prepared: Prepared) -> Result<(), StartError> {
     let status = Arc::new(IngestStatus::new(redis.is_some()));
     let cfg = Arc::new(cfg);
     let (changes_tx, changes_rx) = crossbeam_channel::unbounded();
-    let shared = Arc::new(Shared::new(
-        cfg.clone(),
-        verifier,
-        status.clone(),
-        cfg.presence_events.then_some(changes_tx),
-    ));
+    let (queries_tx, queries_rx) =
+        crossbeam_channel::bounded(crate::admin::connections::QUERY_QUEUE);
+    let (records_tx, records_rx) = crossbeam_channel::unbounded();
+    let mut shared = Shared::new(cfg.clone(), verifier, status.clone(), Some(changes_tx));
+    shared.queries = Some(queries_tx);
+    shared.records = cfg.registry_redis.then_some(records_tx);
+    let shared = Arc::new(shared);
     let presence = shared.presence.clone();
+    let ids = shared.ids;
 
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let mut inboxes = Vec::with_capacity(workers);
@@ -182,8 +196,34 @@ pub fn run(prepared: Prepared) -> Result<(), StartError> {
         handles.push(handle);
     }
 
+    let dir = Arc::new(Directory::new(
+        inboxes.clone(),
+        ids,
+        redis.clone().filter(|_| cfg.registry_redis),
+    ));
     let hub = Arc::new(Hub::new(inboxes, cfg.max_pending_bytes / 2));
-    if presence.events() {
+    spawn("queries", {
+        let dir = dir.clone();
+        move || crate::admin::connections::serve_queries(queries_rx, &dir)
+    })?;
+    if cfg.registry_redis {
+        let writer = Writer {
+            dir: dir.clone(),
+            records: records_rx,
+            ttl: Duration::from_secs(cfg.registry_ttl_secs),
+            per_user_max: cfg.max_connections_per_user,
+        };
+        spawn("registry", move || writer.run())?;
+        let watch = Watch {
+            dir: dir.clone(),
+            presence: presence.clone(),
+            hub: hub.clone(),
+            now: crate::ingest::now,
+        };
+        spawn("cluster-watch", move || watch.run())?;
+        info!("connection registry: Redis, node {}", dir.node());
+    }
+    if presence.events() && !cfg.registry_redis {
         let hub = hub.clone();
         std::thread::Builder::new()
             .name("presence".into())
@@ -205,7 +245,7 @@ pub fn run(prepared: Prepared) -> Result<(), StartError> {
         status,
         counters,
         backend.name(),
-        shared.ids,
+        dir,
     );
     std::thread::Builder::new()
         .name("admin".into())

@@ -112,3 +112,72 @@ fn listings_and_delete_across_reactors() {
     assert_eq!(after.as_object().unwrap().len(), 3, "{after}");
     assert!(after.get(&ids[0]).is_none());
 }
+
+fn public(h: &Herald, path: &str, token: Option<&str>) -> common::HttpResponse {
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\n{auth}\r\n");
+    http_exchange(h.addr(), req.as_bytes(), EVENT_TIMEOUT).expect("public request")
+}
+
+#[test]
+fn public_listings_need_a_token_of_the_app() {
+    let h = Herald::start(&[
+        ("JWT_SECRET", jwt::SECRET),
+        ("ALLOW_ANONYMOUS", "true"),
+        ("WORKERS", "2"),
+    ]);
+    let a = h.sse_with_token(&jwt::user_in("u1", "shop"));
+    let b = h.sse_with_token(&jwt::user_in("u2", "shop"));
+    let _blog = h.sse_with_token(&jwt::user_in("u1", "blog"));
+    let (a_id, b_id) = (
+        a.header("x-connection-id").unwrap().to_string(),
+        b.header("x-connection-id").unwrap().to_string(),
+    );
+
+    // No token: 401 even though anonymous listeners are allowed.
+    common::assert_problem(
+        &public(&h, "/connections/shop", None),
+        401,
+        "missing_token",
+        "Unauthorized",
+    );
+    // A token of another app: 403.
+    let blog = jwt::user_in("u9", "blog");
+    common::assert_problem(
+        &public(&h, "/connections/shop", Some(&blog)),
+        403,
+        "wrong_issuer",
+        "Forbidden",
+    );
+    common::assert_problem(
+        &public(&h, "/connections/shop", Some("not.a.jwt")),
+        401,
+        "invalid_jwt",
+        "Unauthorized",
+    );
+
+    let shop = jwt::user_in("backend", "shop");
+    let all = public(&h, "/connections/shop", Some(&shop));
+    assert_eq!(all.status, 200, "{}", all.body_text());
+    let all = all.body_json();
+    assert_eq!(all.as_object().unwrap().len(), 2, "{all}");
+    assert_eq!(all["u1"][&a_id]["application"]["id"], "shop", "{all}");
+    assert_eq!(all["u2"][&b_id]["user"]["id"], "u2", "{all}");
+    assert!(all["u1"].get(&b_id).is_none());
+
+    let one = public(&h, &format!("/connections/shop/u2?token={shop}"), None).body_json();
+    assert_eq!(one.as_object().unwrap().keys().collect::<Vec<_>>(), [&b_id]);
+    assert_eq!(one[&b_id]["remote_addr"], "127.0.0.1");
+
+    // DELETE is an admin operation only.
+    let req = format!(
+        "DELETE /connections/{a_id} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {shop}\r\n\r\n"
+    );
+    let r = http_exchange(h.addr(), req.as_bytes(), EVENT_TIMEOUT).unwrap();
+    assert_eq!(r.status, 405);
+    // The listings left the streams alone.
+    let left = public(&h, "/connections/shop", Some(&shop)).body_json();
+    assert_eq!(left.as_object().unwrap().len(), 2, "{left}");
+}

@@ -1,41 +1,41 @@
-//! `GET /connections/{app}[/{user}]` and `DELETE /connections/{id}` on the
-//! admin listener (SPEC §7): the admin thread asks every reactor through its
-//! inbox and waits (at most [`REPLY_TIMEOUT`]) for the answers; it never
-//! touches a reactor's state. Listings use the seed's JSON shape: user →
-//! connection id → `{id, created_at, remote_addr, application:{id},
-//! user:{id}}`.
+//! `GET /connections/{app}[/{user}]` and `DELETE /connections/{id}` (SPEC
+//! §7), on the admin listener and, for listings, on the public one: both
+//! ask the [`Directory`] (this node's reactors, or the Redis registry) from
+//! an admin-side thread, never from a reactor. Listings use the seed's JSON
+//! shape: user → connection id → `{id, created_at, remote_addr,
+//! application:{id}, user:{id}}`.
+//!
+//! The public listener's listings arrive as [`Query`]s from the reactors;
+//! [`serve_queries`] answers each into the asking reactor's inbox.
 
-use std::time::{Duration, Instant};
-
+use crossbeam_channel::Receiver;
 use serde_json::{json, Map, Value};
 
+use crate::cluster::{Directory, Unavailable};
 use crate::conn::http::Method;
 use crate::conn::response::{self, Problem};
-use crate::hub::inbox::Inbox;
-use crate::hub::registry::{ConnInfo, Control, IdCodec};
+use crate::hub::registry::{ConnInfo, Control, Query};
 
-/// How long the admin side waits for every reactor's answer.
-pub const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Listings queued from the public listener at most (more get 503).
+pub const QUERY_QUEUE: usize = 1024;
 
 /// `GET /connections/{app}[/{user}]`, `DELETE /connections/{id}`.
-pub fn route(inboxes: &[Inbox], ids: &IdCodec, rest: &str, method: Method) -> Vec<u8> {
+pub fn route(dir: &Directory, rest: &str, method: Method) -> Vec<u8> {
     let parts: Vec<&str> = rest.split('/').collect();
     match (method, parts.as_slice()) {
         (Method::Get, [app]) | (Method::Get, [app, ""]) if !app.is_empty() => {
-            let body = by_user(&list(inboxes, app, None));
-            response::simple(200, "application/json", "", &body.to_string())
+            listing(dir, app, None, "")
         }
         (Method::Get, [app, user]) if !app.is_empty() && !user.is_empty() => {
-            let body = by_id(&list(inboxes, app, Some(user)));
-            response::simple(200, "application/json", "", &body.to_string())
+            listing(dir, app, Some(user), "")
         }
-        (Method::Delete, [id]) => {
-            if kick(inboxes, ids, id) {
-                response::simple(204, "application/json", "", "")
-            } else {
+        (Method::Delete, [id]) => match dir.kick(id) {
+            Ok(true) => response::simple(204, "application/json", "", ""),
+            Ok(false) => {
                 response::problem(Problem::NotFound, &format!("no open connection {id}"), "")
             }
-        }
+            Err(e) => unavailable(&e, ""),
+        },
         (Method::Get | Method::Delete, _) => {
             response::problem(Problem::NotFound, "no such connection path", "")
         }
@@ -47,40 +47,40 @@ pub fn route(inboxes: &[Inbox], ids: &IdCodec, rest: &str, method: Method) -> Ve
     }
 }
 
-/// Every streaming connection of `user` (or of all users) in `app`, from
-/// every reactor that answered in time.
-pub fn list(inboxes: &[Inbox], app: &str, user: Option<&str>) -> Vec<ConnInfo> {
-    let (tx, rx) = crossbeam_channel::unbounded();
-    for inbox in inboxes {
-        inbox.control(Control::List {
-            app: app.into(),
-            user: user.map(Into::into),
-            reply: tx.clone(),
-        });
-    }
-    drop(tx);
-    let deadline = Instant::now() + REPLY_TIMEOUT;
-    let mut out = Vec::new();
-    for _ in inboxes {
-        match rx.recv_deadline(deadline) {
-            Ok(mut part) => out.append(&mut part),
-            Err(_) => break,
+/// The listing response for `app` (by user) or for one `user` (by id).
+fn listing(dir: &Directory, app: &str, user: Option<&str>, extra: &str) -> Vec<u8> {
+    match dir.list(app, user) {
+        Ok(conns) => {
+            let body = match user {
+                Some(_) => by_id(&conns),
+                None => by_user(&conns),
+            };
+            response::simple(200, "application/json", extra, &body.to_string())
         }
+        Err(e) => unavailable(&e, extra),
     }
-    out
 }
 
-/// Ends the connection `id` names; `false` when no such connection streams.
-pub fn kick(inboxes: &[Inbox], ids: &IdCodec, id: &str) -> bool {
-    let Some(conn) = ids.decode(id) else {
-        return false;
-    };
-    let Some(inbox) = inboxes.get(usize::from(conn.reactor)) else {
-        return false;
-    };
-    let (tx, rx) = crossbeam_channel::bounded(1);
-    inbox.control(Control::Kick { conn, reply: tx });
-    rx.recv_timeout(REPLY_TIMEOUT).unwrap_or(false)
+fn unavailable(e: &Unavailable, extra: &str) -> Vec<u8> {
+    response::problem(
+        Problem::ServerFull,
+        &format!("the connection registry cannot be read: {}", e.0),
+        &format!("{extra}Retry-After: 1\r\n"),
+    )
+}
+
+/// The thread that answers the public listener's listings, until every
+/// reactor is gone.
+pub fn serve_queries(queries: Receiver<Query>, dir: &Directory) {
+    for q in queries {
+        let response = listing(dir, &q.app, q.user.as_deref(), &q.cors);
+        if let Some(inbox) = dir.inboxes().get(usize::from(q.conn.reactor)) {
+            inbox.control(Control::Answer {
+                conn: q.conn,
+                response,
+            });
+        }
+    }
 }
 
 fn entry(c: &ConnInfo) -> Value {

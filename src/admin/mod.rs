@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 
 use log::{debug, warn};
 
+use crate::cluster::Directory;
 use crate::config::Config;
 use crate::conn::http::{parse_head, Head, Method, Request, MAX_HEAD_BYTES};
 use crate::conn::response::{self, Problem};
-use crate::hub::registry::IdCodec;
 use crate::hub::status::{IngestStatus, RedisState};
 use crate::hub::{envelope, Hub};
 use crate::ingest::RateLimitedLog;
@@ -40,8 +40,8 @@ pub struct Admin {
     counters: Counters,
     /// The I/O driver the reactors run (`epoll` or `io_uring`).
     backend: &'static str,
-    /// Decodes connection ids for `DELETE /connections/{id}`.
-    ids: IdCodec,
+    /// Answers `/connections` (this node's reactors, or the cluster).
+    dir: Arc<Directory>,
     /// Refused publishes are logged at most every 10 s.
     bad_log: Mutex<RateLimitedLog>,
 }
@@ -53,7 +53,7 @@ impl Admin {
         status: Arc<IngestStatus>,
         counters: Counters,
         backend: &'static str,
-        ids: IdCodec,
+        dir: Arc<Directory>,
     ) -> Self {
         let bad_log = Mutex::new(RateLimitedLog::new(Duration::from_secs(10)));
         Self {
@@ -62,7 +62,7 @@ impl Admin {
             status,
             counters,
             backend,
-            ids,
+            dir,
             bad_log,
         }
     }
@@ -205,7 +205,7 @@ impl Admin {
                     ));
                 }
                 let rest = &path["/connections/".len()..];
-                connections::route(self.hub.inboxes(), &self.ids, rest, method)
+                connections::route(&self.dir, rest, method)
             }
             (other, _) => {
                 response::problem(Problem::NotFound, &format!("no such path: {other}"), "")

@@ -121,6 +121,21 @@ impl Config {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| err("TRUSTED_PROXIES", e))?;
         let redis = redis_config(&env)?;
+        let registry_redis = env.choice(
+            "CONNECTION_REGISTRY",
+            false,
+            &[("local", false), ("redis", true)],
+        )?;
+        if registry_redis && redis.is_none() {
+            return Err(err(
+                "CONNECTION_REGISTRY",
+                "redis needs REDIS_URL (or REDIS_HOST)",
+            ));
+        }
+        let registry_ttl_secs = env.parse("REGISTRY_NODE_TTL_SECONDS", 15u64, "seconds")?;
+        if !(3..=3600).contains(&registry_ttl_secs) {
+            return Err(err("REGISTRY_NODE_TTL_SECONDS", "expected 3..=3600"));
+        }
 
         Ok(Config {
             listen_addr,
@@ -159,6 +174,8 @@ impl Config {
             rate_limit_burst,
             trusted_proxies,
             redis,
+            registry_redis,
+            registry_ttl_secs,
             cors,
             publish_token: env.get("PUBLISH_TOKEN"),
             admin_token: env.get("ADMIN_TOKEN"),

@@ -126,6 +126,11 @@ pub struct Config {
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<Cidr>,
     pub redis: Option<RedisConfig>,
+    /// `CONNECTION_REGISTRY=redis`: connections and presence are kept in
+    /// Redis for every node (SPEC §7); a node's entries expire
+    /// `registry_ttl_secs` after it stops refreshing them.
+    pub registry_redis: bool,
+    pub registry_ttl_secs: u64,
     pub cors: Cors,
     pub publish_token: Option<String>,
     pub admin_token: Option<String>,

@@ -155,6 +155,16 @@ pub const VARS: &[(&str, &str, &str)] = &[
         "stream key: read with XREAD instead of pub/sub",
     ),
     (
+        "CONNECTION_REGISTRY",
+        "local",
+        "local | redis: keep connections and presence in Redis for every node",
+    ),
+    (
+        "REGISTRY_NODE_TTL_SECONDS",
+        "15",
+        "with the Redis registry: a dead node's connections expire after this",
+    ),
+    (
         "CORS_ALLOWED_ORIGINS",
         "*",
         "`*` or a comma list of origins (credentialed)",

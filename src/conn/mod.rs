@@ -21,6 +21,9 @@ pub enum State {
     ReadingHead,
     /// Streaming events; the request was accepted.
     Streaming,
+    /// Waiting for an answer computed off the reactor (a connection
+    /// listing); input is ignored meanwhile.
+    Waiting,
     /// A final response was queued; draining input until the peer closes or
     /// the linger deadline passes.
     Closing,
@@ -31,6 +34,7 @@ impl fmt::Display for State {
         f.write_str(match self {
             State::ReadingHead => "reading-head",
             State::Streaming => "streaming",
+            State::Waiting => "waiting",
             State::Closing => "closing",
         })
     }

@@ -19,6 +19,13 @@ pub enum Action {
     Respond(Vec<u8>),
     /// Start streaming: send `head` (status line and headers), then events.
     Stream(StreamRequest),
+    /// `GET /connections/{app}[/{user}]` by a client of `app`: answered off
+    /// the reactor, which only waits.
+    Query {
+        app: String,
+        user: Option<String>,
+        cors: String,
+    },
 }
 
 /// An accepted subscription.
@@ -84,8 +91,65 @@ pub fn route(req: &Request, ctx: &RouteCtx<'_>) -> Action {
                 "Allow: GET\r\n",
             ),
         },
+        path if path.starts_with("/connections/") => match req.method() {
+            Method::Get => listing(req, ctx, &path["/connections/".len()..], cors.clone())
+                .unwrap_or_else(|(p, detail)| refuse(p, &detail, "")),
+            _ => refuse(
+                Problem::MethodNotAllowed,
+                "/connections accepts GET here (DELETE is on the admin listener)",
+                "Allow: GET\r\n",
+            ),
+        },
         other => refuse(Problem::NotFound, &format!("no such path: {other}"), ""),
     }
+}
+
+/// `GET /connections/{app}[/{user}]`: needs a token whose issuer is `{app}`
+/// (401 without one, even when anonymous listeners are allowed).
+fn listing(
+    req: &Request,
+    ctx: &RouteCtx<'_>,
+    rest: &str,
+    cors: String,
+) -> Result<Action, (Problem, String)> {
+    let (app, user) = match rest.split('/').collect::<Vec<_>>().as_slice() {
+        [app] | [app, ""] if !app.is_empty() => (app.to_string(), None),
+        [app, user] if !app.is_empty() && !user.is_empty() => {
+            (app.to_string(), Some(user.to_string()))
+        }
+        _ => return Err((Problem::NotFound, "no such connection path".into())),
+    };
+    let query = parse_query(&req.query).map_err(|e| (Problem::BadRequest, e))?;
+    let Some(token) = token(req, &query, ctx.cfg) else {
+        return Err((
+            Problem::MissingToken,
+            "a token whose issuer is the app is required".into(),
+        ));
+    };
+    let identity = ctx
+        .verifier
+        .verify(Some(token))
+        .map_err(|e| (e.problem, e.detail))?;
+    if identity.app != app {
+        return Err((
+            Problem::WrongIssuer,
+            format!("the token's issuer may list app {:?} only", identity.app),
+        ));
+    }
+    Ok(Action::Query { app, user, cors })
+}
+
+/// The request's token: `Authorization: Bearer`, else `?token=`, else the
+/// cookie.
+fn token<'r>(req: &'r Request, query: &'r [(String, String)], cfg: &Config) -> Option<&'r str> {
+    req.bearer()
+        .or_else(|| {
+            query
+                .iter()
+                .find(|(k, v)| k == "token" && !v.is_empty())
+                .map(|(_, v)| v.as_str())
+        })
+        .or_else(|| req.cookie_value(&cfg.jwt_cookie))
 }
 
 /// Takes one `/sse` attempt from the client's rate-limit bucket; `Err`
@@ -106,13 +170,9 @@ fn subscribe(req: &Request, ctx: &RouteCtx<'_>, cors: String) -> Result<Action, 
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     };
-    let token = req
-        .bearer()
-        .or_else(|| param("token").filter(|t| !t.is_empty()))
-        .or_else(|| req.cookie_value(&ctx.cfg.jwt_cookie));
     let identity = ctx
         .verifier
-        .verify(token)
+        .verify(token(req, &query, ctx.cfg))
         .map_err(|e| (e.problem, e.detail))?;
     let filter = Filter::from_lists(param("event_types"), param("sources"))
         .map_err(|e| (Problem::BadRequest, e))?;
@@ -172,6 +232,7 @@ mod tests {
                 .unwrap()
                 .to_string(),
             Action::Stream(_) => "stream".into(),
+            Action::Query { .. } => "query".into(),
         }
     }
 

@@ -34,6 +34,12 @@ pub enum Step {
     Respond(Vec<u8>),
     /// Start streaming.
     Stream(StreamRequest),
+    /// Wait for the answer to a connection listing, asked off the reactor.
+    Query {
+        app: String,
+        user: Option<String>,
+        cors: String,
+    },
 }
 
 /// Feeds `bytes` (the next piece read) to a connection reading its head.
@@ -57,6 +63,7 @@ pub fn on_bytes(buf: &mut HeadBuf, bytes: &[u8], ctx: &RouteCtx<'_>) -> Step {
             match route(&req, ctx) {
                 Action::Respond(bytes) => Step::Respond(bytes),
                 Action::Stream(s) => Step::Stream(s),
+                Action::Query { app, user, cors } => Step::Query { app, user, cors },
             }
         }
         Head::TooLarge => {

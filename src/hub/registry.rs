@@ -9,8 +9,13 @@
 //!   reactor with no index to keep, an id from another process (or a
 //!   guessed one) is refused by the salt, and a closed connection's id
 //!   never matches its slot's next occupant (the generation differs).
-//! - Nothing per connection is stored for the registry: reactors answer a
-//!   listing from their slots and the user index.
+//! - Nothing per connection is stored for the local registry: reactors
+//!   answer a listing from their slots and the user index. With the Redis
+//!   registry they also send a [`Record`] when a user's stream opens and
+//!   closes; the salt doubles as the node's name there ([`IdCodec::node`]),
+//!   so any node can tell from an id alone which node holds it.
+//! - A listing asked on the public listener is a [`Query`]: the reactor
+//!   hands it off and waits for [`Control::Answer`], never blocking.
 
 use crossbeam_channel::Sender;
 
@@ -55,13 +60,20 @@ impl IdCodec {
         uuid::Uuid::from_u128(bits)
     }
 
+    /// This process's name in the cluster registry: the salt in hex.
+    pub fn node(&self) -> String {
+        format!("{:014x}", self.salt)
+    }
+
+    /// The node an id of any herald process names (its salt in hex), if
+    /// the text is shaped like one of herald's ids.
+    pub fn node_of(id: &str) -> Option<String> {
+        payload(id).map(|p| format!("{:014x}", (p >> 66) as u64))
+    }
+
     /// The connection an id names, if it is one of this process's ids.
     pub fn decode(&self, id: &str) -> Option<ConnRef> {
-        let bits = uuid::Uuid::parse_str(id).ok()?.as_u128();
-        if (bits >> 76) & 0xf != 4 || (bits >> 62) & 0b11 != 0b10 {
-            return None;
-        }
-        let p = ((bits >> 80) << 74) | (((bits >> 64) & 0xfff) << 62) | (bits & LOW62);
+        let p = payload(id)?;
         if (p >> 66) as u64 != self.salt {
             return None;
         }
@@ -71,6 +83,15 @@ impl IdCodec {
             slot: p as u32,
         })
     }
+}
+
+/// The 122 payload bits of a v4-shaped UUID.
+fn payload(id: &str) -> Option<u128> {
+    let bits = uuid::Uuid::parse_str(id).ok()?.as_u128();
+    if (bits >> 76) & 0xf != 4 || (bits >> 62) & 0b11 != 0b10 {
+        return None;
+    }
+    Some(((bits >> 80) << 74) | (((bits >> 64) & 0xfff) << 62) | (bits & LOW62))
 }
 
 /// One connection as a listing shows it (the seed's JSON shape).
@@ -86,14 +107,48 @@ pub struct ConnInfo {
 
 /// A question or order for one reactor, answered on `reply`.
 pub enum Control {
-    /// The streaming connections of `user` (or of every user) in `app`.
+    /// The streaming connections of `user` (or of every user) in `app`
+    /// (or in every app: then `user` is not looked at).
     List {
-        app: Box<str>,
+        app: Option<Box<str>>,
         user: Option<Box<str>>,
         reply: Sender<Vec<ConnInfo>>,
     },
     /// End this connection's stream; `true` if it was open.
     Kick { conn: ConnRef, reply: Sender<bool> },
+    /// The answer to a [`Query`] this reactor handed off: send it to the
+    /// waiting connection and close.
+    Answer { conn: ConnRef, response: Vec<u8> },
+    /// The registry's verdict on a [`Record::Claim`].
+    Admit { conn: ConnRef, admitted: bool },
+}
+
+/// A user's stream opened or closed (sent only with the Redis registry).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    Open(ConnInfo),
+    /// Open unless the user already holds `MAX_CONNECTIONS_PER_USER` across
+    /// the cluster; the verdict goes back as [`Control::Admit`].
+    Claim {
+        info: ConnInfo,
+        conn: ConnRef,
+    },
+    Close {
+        id: String,
+        app: Box<str>,
+        user: Box<str>,
+    },
+}
+
+/// `GET /connections/{app}[/{user}]` asked on the public listener by a
+/// client whose token's issuer is `app`; answered off the reactor.
+#[derive(Debug)]
+pub struct Query {
+    pub conn: ConnRef,
+    pub app: Box<str>,
+    pub user: Option<Box<str>>,
+    /// CORS header lines for the answer.
+    pub cors: String,
 }
 
 #[cfg(test)]
@@ -112,6 +167,8 @@ mod tests {
         assert_eq!(id.get_version_num(), 4);
         assert_eq!(id.get_variant(), uuid::Variant::RFC4122);
         assert_eq!(codec.decode(&id.to_string()), Some(c));
+        assert_eq!(IdCodec::node_of(&id.to_string()), Some(codec.node()));
+        assert_eq!(codec.node(), "345678_9abc_def0".replace('_', ""));
         assert_eq!(
             IdCodec::new(7).decode(&id.to_string()),
             None,

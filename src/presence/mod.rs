@@ -15,6 +15,10 @@
 //!   users (`truncated` beyond) plus one lock per shard.
 //! - With presence events on, the feed thread ([`run_feed`]) turns each
 //!   change into `user-connected` / `user-disconnected` through the hub.
+//! - With the Redis registry the cluster decides first and last instead:
+//!   there is no local feed, and `on-connection` lists the cluster's online
+//!   users from a mirror ([`Presence::mirror`]) that the cluster watcher
+//!   keeps from Redis, so a connect still costs no Redis round trip.
 //!   Reactors never publish to the hub themselves: a reactor waiting on its
 //!   own full inbox would never drain it.
 
@@ -49,20 +53,42 @@ pub struct Presence {
     hasher: DefaultHashBuilder,
     /// 0: no limit.
     per_user_max: u32,
-    /// Where changes go when presence events are on.
+    /// Where changes go when presence events are on (local registry).
     feed: Option<Sender<Change>>,
+    /// Whether new listeners get `on-connection`.
+    events: bool,
+    /// With the Redis registry: the cluster's online users, the same shape
+    /// (counts are 1), read by `on_connection` instead of `shards`.
+    mirror: Option<Box<[Mutex<Counts>]>>,
     list_max: usize,
+}
+
+/// How presence is fed: by this process's streams, or by the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Local,
+    Cluster,
 }
 
 impl Presence {
     /// Presence with events on (`feed` set) or off, and a per-user limit
-    /// (0 = none).
-    pub fn new(per_user_max: u32, feed: Option<Sender<Change>>, list_max: usize) -> Self {
+    /// (0 = none). In the cluster scope `feed` is not used: events come
+    /// from the cluster, and `events` alone says whether they are on.
+    pub fn new(
+        per_user_max: u32,
+        feed: Option<Sender<Change>>,
+        events: bool,
+        scope: Scope,
+        list_max: usize,
+    ) -> Self {
+        let shards = || (0..SHARDS).map(|_| Mutex::new(Counts::default())).collect();
         Self {
-            shards: (0..SHARDS).map(|_| Mutex::new(Counts::default())).collect(),
+            shards: shards(),
             hasher: DefaultHashBuilder::default(),
             per_user_max,
-            feed,
+            feed: feed.filter(|_| events && scope == Scope::Local),
+            events,
+            mirror: (scope == Scope::Cluster).then(shards),
             list_max,
         }
     }
@@ -74,14 +100,18 @@ impl Presence {
 
     /// Whether presence events are generated.
     pub fn events(&self) -> bool {
-        self.feed.is_some()
+        self.events
     }
 
-    fn shard(&self, app: &str, user: &str) -> &Mutex<Counts> {
+    fn shard_index(&self, app: &str, user: &str) -> usize {
         let mut h = self.hasher.build_hasher();
         app.hash(&mut h);
         user.hash(&mut h);
-        &self.shards[h.finish() as usize % SHARDS]
+        h.finish() as usize % SHARDS
+    }
+
+    fn shard(&self, app: &str, user: &str) -> &Mutex<Counts> {
+        &self.shards[self.shard_index(app, user)]
     }
 
     /// A stream of `user` in `app` starts.
@@ -131,6 +161,50 @@ impl Presence {
             .unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The cluster scope: `change` was decided by the cluster. Returns
+    /// whether the mirror changed (a repeat is ignored).
+    pub fn mirror(&self, change: &Change) -> bool {
+        let Some(mirror) = &self.mirror else {
+            return false;
+        };
+        let (Change::Joined { app, user } | Change::Left { app, user }) = change;
+        let i = self.shard_index(app, user);
+        let mut counts = mirror[i].lock().unwrap_or_else(|p| p.into_inner());
+        match change {
+            Change::Joined { .. } => counts
+                .entry_ref(&**app)
+                .or_default()
+                .insert(user.clone(), 1)
+                .is_none(),
+            Change::Left { .. } => {
+                let Some(users) = counts.get_mut(&**app) else {
+                    return false;
+                };
+                let gone = users.remove(&**user).is_some();
+                if users.is_empty() {
+                    counts.remove(&**app);
+                }
+                gone
+            }
+        }
+    }
+
+    /// The cluster scope: replaces the mirror with `online` (app, user)
+    /// pairs, read from Redis after (re)subscribing.
+    pub fn mirror_reset(&self, online: impl IntoIterator<Item = (Box<str>, Box<str>)>) {
+        let Some(mirror) = &self.mirror else {
+            return;
+        };
+        let mut fresh: Vec<Counts> = (0..SHARDS).map(|_| Counts::default()).collect();
+        for (app, user) in online {
+            let i = self.shard_index(&app, &user);
+            fresh[i].entry(app).or_default().insert(user, 1);
+        }
+        for (shard, counts) in mirror.iter().zip(fresh) {
+            *shard.lock().unwrap_or_else(|p| p.into_inner()) = counts;
+        }
+    }
+
     fn tell(&self, change: Change) {
         if let Some(feed) = &self.feed {
             let _ = feed.send(change);
@@ -167,7 +241,8 @@ impl Presence {
         if let Some(own) = user {
             add(own);
         }
-        'shards: for shard in self.shards.iter() {
+        let shards = self.mirror.as_deref().unwrap_or(&self.shards);
+        'shards: for shard in shards.iter() {
             let counts = shard.lock().unwrap_or_else(|p| p.into_inner());
             let Some(online) = counts.get(app) else {
                 continue;
@@ -203,7 +278,8 @@ pub fn run_feed(changes: Receiver<Change>, hub: &Hub, now: impl Fn() -> Now) {
 /// Presence changes announced together at most.
 pub const FEED_BATCH: usize = 1024;
 
-fn announcement(change: Change) -> Internal {
+/// The event a change is announced as.
+pub fn announcement(change: Change) -> Internal {
     let (app, user, name) = match change {
         Change::Joined { app, user } => (app, user, "user-connected"),
         Change::Left { app, user } => (app, user, "user-disconnected"),
@@ -223,7 +299,7 @@ mod tests {
     #[test]
     fn first_join_and_last_leave_only_and_the_per_user_limit() {
         let (tx, rx) = crossbeam_channel::unbounded();
-        let p = Presence::new(2, Some(tx), 10);
+        let p = Presence::new(2, Some(tx), true, Scope::Local, 10);
         p.join("shop", "u1").unwrap();
         p.join("shop", "u1").unwrap();
         assert_eq!(p.join("shop", "u1"), Err(UserFull));
@@ -255,7 +331,7 @@ mod tests {
 
     #[test]
     fn on_connection_lists_own_user_first_and_truncates() {
-        let p = Presence::new(0, None, 2);
+        let p = Presence::new(0, None, true, Scope::Local, 2);
         for u in ["a", "b", "c", "me"] {
             p.join("shop", u).unwrap();
         }
@@ -266,11 +342,44 @@ mod tests {
         // Capped by bytes as well: only the own id fits in 10 bytes.
         let v = p.on_connection("shop", Some("me"), 10);
         assert_eq!(v, serde_json::json!({ "users": ["me"], "truncated": true }));
-        let none = Presence::new(0, None, 0);
+        let none = Presence::new(0, None, true, Scope::Local, 0);
         none.join("shop", "a").unwrap();
         let v = none.on_connection("shop", None, 1 << 20);
         assert_eq!(v, serde_json::json!({ "users": [], "truncated": true }));
         let v = p.on_connection("blog", None, 1 << 20);
         assert_eq!(v, serde_json::json!({ "users": [], "truncated": false }));
+    }
+
+    #[test]
+    fn the_cluster_scope_lists_the_mirror_and_has_no_local_feed() {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let p = Presence::new(1, Some(tx), true, Scope::Cluster, 10);
+        assert!(p.events());
+        p.join("shop", "local").unwrap(); // counted for the limit only
+        assert_eq!(p.join("shop", "local"), Err(UserFull));
+        assert!(
+            rx.try_recv().is_err(),
+            "the cluster announces, not this node"
+        );
+        let joined = |u: &str| Change::Joined {
+            app: "shop".into(),
+            user: u.into(),
+        };
+        assert!(p.mirror(&joined("far")));
+        assert!(!p.mirror(&joined("far")), "a repeat changes nothing");
+        let v = p.on_connection("shop", Some("me"), 1 << 20);
+        assert_eq!(
+            v,
+            serde_json::json!({"users": ["me", "far"], "truncated": false})
+        );
+        assert!(p.mirror(&Change::Left {
+            app: "shop".into(),
+            user: "far".into()
+        }));
+        p.mirror_reset([("shop".into(), "x".into()), ("blog".into(), "y".into())]);
+        let v = p.on_connection("blog", None, 1 << 20);
+        assert_eq!(v, serde_json::json!({"users": ["y"], "truncated": false}));
+        // The local scope has no mirror.
+        assert!(!Presence::new(0, None, true, Scope::Local, 10).mirror(&joined("far")));
     }
 }

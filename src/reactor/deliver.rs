@@ -59,7 +59,7 @@ impl<T: Transport> Core<T> {
                 Ok(Msg::Control(c)) => {
                     // Answer from the state after what came before.
                     self.take_in(&mut events, now_ms);
-                    self.on_control(c);
+                    self.on_control(c, now_ms);
                 }
                 Ok(Msg::Shutdown) => {
                     self.stopping = true;

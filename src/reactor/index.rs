@@ -1,11 +1,12 @@
 //! The user index threaded through the slots: each user's connections on
 //! this reactor form a doubly-linked list (`user_prev`/`user_next`), so a
-//! targeted event walks exactly that user's connections; and the matching
-//! presence bookkeeping when a user's stream ends.
+//! targeted event walks exactly that user's connections; and the
+//! bookkeeping when a user's stream ends (presence, Redis registry).
 
 use super::users::NIL;
 use super::{Core, Transport};
 use crate::conn::State;
+use crate::hub::registry::Record;
 
 impl<T: Transport> Core<T> {
     pub(super) fn link_user(&mut self, key: u32, user: u32) {
@@ -46,15 +47,24 @@ impl<T: Transport> Core<T> {
         self.conns[key as usize].user = NIL;
     }
 
-    /// A streaming user's connection ends: one stream fewer in presence.
-    pub(super) fn leave_presence(&self, key: u32) {
+    /// A streaming user's connection ends: one stream fewer in presence,
+    /// and its entry leaves the Redis registry.
+    pub(super) fn stream_ended(&self, key: u32) {
         let conn = &self.conns[key as usize];
-        if conn.user == NIL || conn.state != State::Streaming || !self.shared.presence.active() {
+        if conn.user == NIL || conn.state != State::Streaming {
             return;
         }
         let app = self.users.app_name(conn.app);
-        self.shared
-            .presence
-            .leave(app, &self.users.get(conn.user).id);
+        let user = &self.users.get(conn.user).id;
+        if self.shared.presence.active() {
+            self.shared.presence.leave(app, user);
+        }
+        if let Some(records) = &self.shared.records {
+            let _ = records.send(Record::Close {
+                id: self.conn_id(key).to_string(),
+                app: app.into(),
+                user: user.clone(),
+            });
+        }
     }
 }

@@ -43,6 +43,7 @@ impl<T: Transport> Core<T> {
         match step {
             Step::Continue => {}
             Step::Respond(body) => self.respond_and_close(key, &body, now_ms),
+            Step::Query { app, user, cors } => self.hand_off(key, app, user, cors, now_ms),
             Step::Stream(req) => {
                 // Catch up with every event already sent to this reactor
                 // first, so that replay and live delivery meet where another
@@ -52,7 +53,11 @@ impl<T: Transport> Core<T> {
                         break;
                     }
                 }
-                self.start_stream(key, req, now_ms);
+                if self.needs_claim(&req) {
+                    self.claim(key, req, now_ms);
+                } else {
+                    self.start_stream(key, req, now_ms, false);
+                }
             }
         }
         // Any answer above may have closed the connection (a failed write).
@@ -76,11 +81,22 @@ impl<T: Transport> Core<T> {
         self.lingers.push((key, gen), now_ms + CLOSE_LINGER_MS);
     }
 
-    fn start_stream(&mut self, key: u32, req: StreamRequest, now_ms: u64) {
+    /// Starts the stream; `claimed`: the Redis registry already counted it
+    /// ([`super::claim`]).
+    pub(super) fn start_stream(
+        &mut self,
+        key: u32,
+        req: StreamRequest,
+        now_ms: u64,
+        claimed: bool,
+    ) {
         let presence = &self.shared.presence;
         if let (true, Some(user)) = (presence.active(), &req.identity.user) {
             if presence.join(&req.identity.app, user).is_err() {
                 let body = session::user_full(&req.cors);
+                if claimed {
+                    self.unclaim(key, &req.identity);
+                }
                 return self.respond_and_close(key, &body, now_ms);
             }
         }
@@ -118,6 +134,9 @@ impl<T: Transport> Core<T> {
         if let Some(user) = &req.identity.user {
             let u = self.users.get_or_insert(app, user);
             self.link_user(key, u);
+            if !claimed {
+                self.record_open(key, &req.identity.app, user);
+            }
         }
         self.set_state(key, State::Streaming);
         let token = self.token_of(key);

@@ -27,6 +27,7 @@
 //! - Bounded work per turn: the driver accepts at most [`ACCEPT_BATCH`] and
 //!   the core drains at most [`INBOX_BATCH`] inbox messages.
 
+mod claim;
 mod deliver;
 pub mod driver;
 mod index;
@@ -46,20 +47,22 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, Sender};
+use hashbrown::HashMap;
 use log::{info, trace, warn};
 use slab::Slab;
 
 use crate::config::Config;
 use crate::conn::auth::Verifier;
 use crate::conn::ratelimit::RateLimiter;
+use crate::conn::route::StreamRequest;
 use crate::conn::State;
 use crate::hub::history::History;
 use crate::hub::inbox::Msg;
-use crate::hub::registry::{ConnRef, IdCodec};
+use crate::hub::registry::{ConnRef, IdCodec, Query, Record};
 use crate::hub::status::IngestStatus;
 use crate::hub::Event;
-use crate::presence::Presence;
+use crate::presence::{Presence, Scope};
 
 use slot::{Conn, Pending};
 pub use stats::Stats;
@@ -100,6 +103,11 @@ pub struct Shared {
     pub limiter: RateLimiter,
     /// Connection ids (shared with the admin side, which decodes them).
     pub ids: IdCodec,
+    /// Where public-listener connection listings are answered (the server
+    /// sets it; without it they get 503).
+    pub queries: Option<Sender<Query>>,
+    /// With the Redis registry: where user streams' opens and closes go.
+    pub records: Option<Sender<Record>>,
 }
 
 impl Shared {
@@ -112,7 +120,18 @@ impl Shared {
         status: Arc<IngestStatus>,
         feed: Option<crossbeam_channel::Sender<crate::presence::Change>>,
     ) -> Self {
-        let presence = Presence::new(cfg.max_connections_per_user, feed, cfg.presence_list_max);
+        let scope = if cfg.registry_redis {
+            Scope::Cluster
+        } else {
+            Scope::Local
+        };
+        let presence = Presence::new(
+            cfg.max_connections_per_user,
+            feed,
+            cfg.presence_events,
+            scope,
+            cfg.presence_list_max,
+        );
         let limiter = RateLimiter::new(cfg.rate_limit_per_min, cfg.rate_limit_burst);
         let seed = uuid::Uuid::new_v4().as_u128() as u64;
         Self {
@@ -123,6 +142,8 @@ impl Shared {
             presence: Arc::new(presence),
             limiter,
             ids: IdCodec::new(seed),
+            queries: None,
+            records: None,
         }
     }
 }
@@ -142,6 +163,10 @@ pub struct Core<T> {
     pool: Vec<Vec<u8>>,
     head_timeouts: Deadlines,
     lingers: Deadlines,
+    /// Streams waiting for the cluster's per-user count ([`claim`]), and
+    /// when each gives up.
+    parked: HashMap<u32, StreamRequest>,
+    claims: Deadlines,
     heartbeats: Option<Wheel>,
     /// Start of this reactor, so per-connection times fit in a `u32`.
     epoch_ms: u64,
@@ -191,6 +216,8 @@ impl<T: Transport> Core<T> {
                 .collect(),
             head_timeouts: Deadlines::new(),
             lingers: Deadlines::new(),
+            parked: HashMap::new(),
+            claims: Deadlines::new(),
             heartbeats,
             epoch_ms: now_s * 1000,
             stopping: false,
@@ -350,7 +377,8 @@ impl<T: Transport> Core<T> {
             return;
         }
         self.stats.disconnected(why);
-        self.leave_presence(key);
+        self.stream_ended(key);
+        self.withdraw_claim(key);
         self.unlink_user(key);
         let token = self.token_of(key);
         let conn = self.conns.remove(key as usize);

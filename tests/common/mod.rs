@@ -373,6 +373,16 @@ impl Herald {
         self.signal(libc::SIGINT);
     }
 
+    /// Kills this herald with SIGKILL (a crash: nothing is cleaned up) and
+    /// reaps it.
+    pub fn kill(&mut self) {
+        self.signal(libc::SIGKILL);
+        assert!(
+            self.wait_exit(Duration::from_secs(10)).is_some(),
+            "herald survived SIGKILL"
+        );
+    }
+
     fn signal(&self, sig: libc::c_int) {
         if self.exit.is_some() {
             return;

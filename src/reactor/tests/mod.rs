@@ -126,6 +126,12 @@ struct Rig {
 /// A core at `T0` with anonymous listeners allowed, HS256 tokens accepted,
 /// and `pairs` on top of that.
 fn rig(pairs: &[(&str, &str)]) -> Rig {
+    rig_with(pairs, |_| {})
+}
+
+/// [`rig`], with `link` setting what the server would link in (where
+/// listings and registry records go).
+fn rig_with(pairs: &[(&str, &str)], link: impl FnOnce(&mut Shared)) -> Rig {
     let mut env: HashMap<String, String> = [("ALLOW_ANONYMOUS", "true"), ("JWT_SECRET", SECRET)]
         .iter()
         .chain(pairs)
@@ -136,7 +142,9 @@ fn rig(pairs: &[(&str, &str)]) -> Rig {
     let cfg = Config::from_lookup(&move |k| env.get(k).cloned()).expect("config");
     let verifier = Verifier::from_config(&cfg).expect("verifier");
     let status = Arc::new(IngestStatus::new(false));
-    let shared = Arc::new(Shared::new(Arc::new(cfg), verifier, status, None));
+    let mut shared = Shared::new(Arc::new(cfg), verifier, status, None);
+    link(&mut shared);
+    let shared = Arc::new(shared);
     let stats = Arc::new(Stats::default());
     let (tx, rx, _wake) = inbox().expect("inbox");
     let core = Core::new(
@@ -343,5 +351,6 @@ fn ids(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
 
+mod handoff;
 mod output;
 mod stream;

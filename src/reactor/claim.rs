@@ -1,0 +1,114 @@
+//! The cluster-wide per-user limit (`MAX_CONNECTIONS_PER_USER` with the
+//! Redis registry): a user's stream starts only once the registry has
+//! counted it across every node.
+//!
+//! Contract:
+//! - The reactor never waits for Redis. The accepted request is parked (the
+//!   connection is `Waiting`), a [`Record::Claim`] goes to the registry
+//!   writer, and [`Control::Admit`] brings the verdict: the stream starts,
+//!   or the client gets 503 `Retry-After` like the local limit.
+//! - A claim not answered within [`CLAIM_TIMEOUT_MS`] (Redis unreachable)
+//!   is answered 503 with `Retry-After`, never held; so is a client whose
+//!   connection closes while parked, silently. Either way the claim is
+//!   withdrawn (a [`Record::Close`]), so the registry keeps no entry for a
+//!   stream that never ran.
+
+use super::{Core, Transport};
+use crate::conn::auth::Identity;
+use crate::conn::response::{self, Problem};
+use crate::conn::route::StreamRequest;
+use crate::conn::session;
+use crate::conn::State;
+use crate::hub::registry::{ConnInfo, ConnRef, Record};
+
+/// How long a parked stream waits for the registry's verdict.
+pub const CLAIM_TIMEOUT_MS: u64 = 5000;
+
+impl<T: Transport> Core<T> {
+    /// Whether this stream must be counted by the cluster before it starts.
+    pub(super) fn needs_claim(&self, req: &StreamRequest) -> bool {
+        self.shared.records.is_some()
+            && self.shared.cfg.max_connections_per_user > 0
+            && req.identity.user.is_some()
+    }
+
+    /// Parks `req` and asks the registry writer to count it.
+    pub(super) fn claim(&mut self, key: u32, req: StreamRequest, now_ms: u64) {
+        let Some(records) = &self.shared.records else {
+            return;
+        };
+        let gen = self.conns[key as usize].gen;
+        let info = self.conn_info(key, &req.identity.app, req.identity.user.as_deref());
+        let conn = ConnRef {
+            reactor: self.index as u16,
+            slot: key,
+            gen,
+        };
+        let _ = records.send(Record::Claim { info, conn });
+        self.set_state(key, State::Waiting);
+        self.claims.push((key, gen), now_ms + CLAIM_TIMEOUT_MS);
+        self.parked.insert(key, req);
+    }
+
+    /// The registry's verdict on a claim.
+    pub(super) fn on_admit(&mut self, conn: ConnRef, admitted: bool, now_ms: u64) {
+        let key = conn.slot;
+        if conn.reactor as usize != self.index || !self.alive(key, conn.gen) {
+            return;
+        }
+        let Some(req) = self.parked.remove(&key) else {
+            return;
+        };
+        if admitted {
+            self.start_stream(key, req, now_ms, true);
+        } else {
+            self.respond_and_close(key, &session::user_full(&req.cors), now_ms);
+        }
+    }
+
+    /// Answers the claims the registry left unanswered too long.
+    pub(super) fn expire_claims(&mut self, now_ms: u64) {
+        while let Some((key, gen)) = self.claims.pop_expired(now_ms) {
+            if !self.alive(key, gen) || !self.parked.contains_key(&key) {
+                continue;
+            }
+            let cors = self.parked[&key].cors.clone();
+            self.withdraw_claim(key);
+            let body = response::problem(
+                Problem::ServerFull,
+                "the connection registry did not answer in time",
+                &format!("{cors}Retry-After: 1\r\n"),
+            );
+            self.respond_and_close(key, &body, now_ms);
+        }
+    }
+
+    /// Withdraws a parked stream's claim (its connection is going away).
+    pub(super) fn withdraw_claim(&mut self, key: u32) {
+        if let Some(req) = self.parked.remove(&key) {
+            self.unclaim(key, &req.identity);
+        }
+    }
+
+    /// Takes back an admitted claim whose stream will not run after all.
+    pub(super) fn unclaim(&self, key: u32, who: &Identity) {
+        if let (Some(records), Some(user)) = (&self.shared.records, &who.user) {
+            let _ = records.send(Record::Close {
+                id: self.conn_id(key).to_string(),
+                app: who.app.as_str().into(),
+                user: user.as_str().into(),
+            });
+        }
+    }
+
+    /// What the registry keeps about a user's stream.
+    pub(super) fn conn_info(&self, key: u32, app: &str, user: Option<&str>) -> ConnInfo {
+        ConnInfo {
+            id: self.conn_id(key).to_string(),
+            created_at: u64::from(self.conns[key as usize].created),
+            remote_addr: self.remote_addr(key),
+            app: app.into(),
+            user: user.unwrap_or_default().into(),
+        }
+    }
+}

@@ -224,19 +224,17 @@ pub fn run(prepared: Prepared) -> Result<(), StartError> {
         info!("connection registry: Redis, node {}", dir.node());
     }
     if presence.events() && !cfg.registry_redis {
-        let hub = hub.clone();
-        std::thread::Builder::new()
-            .name("presence".into())
-            .spawn(move || crate::presence::run_feed(changes_rx, &hub, crate::ingest::now))
-            .map_err(|e| StartError(format!("cannot spawn presence thread: {e}")))?;
+        let (presence, hub) = (presence.clone(), hub.clone());
+        spawn("presence", move || {
+            crate::presence::run_feed(changes_rx, &presence, &hub, crate::ingest::now)
+        })?;
     }
     if let (Some(client), Some(rc)) = (redis, &cfg.redis) {
         let (hub, status, source) = (hub.clone(), status.clone(), rc.source.clone());
         let history_size = cfg.history_size;
-        std::thread::Builder::new()
-            .name("ingest-redis".into())
-            .spawn(move || crate::ingest::redis::run(client, source, history_size, hub, status))
-            .map_err(|e| StartError(format!("cannot spawn Redis ingest thread: {e}")))?;
+        spawn("ingest-redis", move || {
+            crate::ingest::redis::run(client, source, history_size, hub, status)
+        })?;
     }
     let counters = crate::reactor::stats::Counters::new(stats);
     let admin = Admin::new(
@@ -247,10 +245,7 @@ pub fn run(prepared: Prepared) -> Result<(), StartError> {
         backend.name(),
         dir,
     );
-    std::thread::Builder::new()
-        .name("admin".into())
-        .spawn(move || admin.serve(admin_listener))
-        .map_err(|e| StartError(format!("cannot spawn admin thread: {e}")))?;
+    spawn("admin", move || admin.serve(admin_listener))?;
 
     sys::notify::ready(&format!("listening on {}", cfg.listen_addr));
     sys::notify::start_watchdog();

@@ -3,9 +3,11 @@
 //! node's kick channel.
 //!
 //! Contract:
-//! - Each presence change updates the presence mirror (what `on-connection`
-//!   lists) and, with presence events on, is announced to this node's
-//!   listeners of the app as `user-connected` / `user-disconnected`.
+//! - Each presence change goes into the presence mirror (what
+//!   `on-connection` lists), then is announced to this node's listeners of
+//!   the app as `user-connected` / `user-disconnected` (with presence events
+//!   on). Changes that arrive within a millisecond of each other go out
+//!   together.
 //! - After every (re)subscribe the mirror is reloaded from Redis, so changes
 //!   missed while the link was down are not kept wrong.
 //! - A kick names one of this node's connection ids; its reactor ends it.
@@ -20,9 +22,13 @@ use redis::RedisResult;
 
 use super::{keys, Directory};
 use crate::hub::{Hub, Now};
-use crate::presence::{announcement, Change, Presence};
+use crate::presence::{announcement, Change, Presence, FEED_BATCH};
 
 const IDLE: Duration = Duration::from_secs(2);
+/// How long a burst of presence changes is gathered before it is announced:
+/// each announcement wakes every reactor, so a cluster-wide connect storm
+/// wakes them once a millisecond, not once a connect.
+const LINGER: Duration = Duration::from_millis(1);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
@@ -73,11 +79,21 @@ impl Watch {
         loop {
             match ps.get_message() {
                 Ok(msg) => {
-                    let payload: String = msg.get_payload().unwrap_or_default();
-                    if msg.get_channel_name() == keys::PRESENCE {
-                        self.on_presence(&payload);
-                    } else {
-                        self.dir.kick_local(&payload);
+                    // What else comes within a millisecond is announced
+                    // with it: one wake-up of the reactors per burst.
+                    let mut changes = Vec::new();
+                    self.on_message(&msg, &mut changes);
+                    let burst = ps.set_read_timeout(Some(LINGER)).map(|()| {
+                        while changes.len() < FEED_BATCH {
+                            match ps.get_message() {
+                                Ok(msg) => self.on_message(&msg, &mut changes),
+                                Err(_) => break,
+                            }
+                        }
+                    });
+                    self.apply(changes);
+                    if let Err(e) = burst.and_then(|()| ps.set_read_timeout(Some(IDLE))) {
+                        return e;
                     }
                 }
                 Err(e) if e.is_timeout() => {
@@ -90,23 +106,28 @@ impl Watch {
         }
     }
 
-    fn on_presence(&self, payload: &str) {
-        let (joined, u) = match payload.split_at_checked(1) {
-            Some(("+", u)) => (true, u),
-            Some(("-", u)) => (false, u),
-            _ => return,
-        };
-        let Some((app, user)) = keys::parse_user_key(u) else {
+    /// A presence change is kept in `changes`; a kick goes to its reactor.
+    fn on_message(&self, msg: &redis::Msg, changes: &mut Vec<Change>) {
+        let payload: String = msg.get_payload().unwrap_or_default();
+        if msg.get_channel_name() != keys::PRESENCE {
+            self.dir.kick_local(&payload);
             return;
-        };
-        let (app, user) = (app.into(), user.into());
-        let change = if joined {
-            Change::Joined { app, user }
-        } else {
-            Change::Left { app, user }
-        };
-        if self.presence.mirror(&change) && self.presence.events() {
-            self.hub.announce(vec![announcement(change)], (self.now)());
+        }
+        changes.extend(parse_change(&payload));
+    }
+
+    /// Puts a burst of changes in the mirror, then announces them (with
+    /// presence events on): in that order a listener starting meanwhile may
+    /// get a user twice (listed, and as an event), never not at all.
+    fn apply(&self, changes: Vec<Change>) {
+        for change in &changes {
+            self.presence.mirror(change);
+        }
+        if self.presence.events() && !changes.is_empty() {
+            let n = changes.len();
+            let events = changes.into_iter().map(announcement).collect();
+            self.hub.announce(events, (self.now)());
+            self.presence.note_announced(n);
         }
     }
 
@@ -124,4 +145,20 @@ impl Watch {
         self.presence.mirror_reset(online);
         Ok(())
     }
+}
+
+/// `+{u}` / `-{u}` back into a change.
+fn parse_change(payload: &str) -> Option<Change> {
+    let (joined, u) = match payload.split_at_checked(1)? {
+        ("+", u) => (true, u),
+        ("-", u) => (false, u),
+        _ => return None,
+    };
+    let (app, user) = keys::parse_user_key(u)?;
+    let (app, user) = (app.into(), user.into());
+    Some(if joined {
+        Change::Joined { app, user }
+    } else {
+        Change::Left { app, user }
+    })
 }

@@ -3,8 +3,8 @@
 //!
 //! Contract:
 //! - Reactors never wait on Redis: they send a record on an unbounded
-//!   channel; this thread drains whatever queued up and writes it as one
-//!   pipeline of [`keys::JOIN`] / [`keys::LEAVE`] calls ([`BATCH`] at most),
+//!   channel; this thread gathers what comes within a millisecond and writes
+//!   it as one pipeline of [`keys::JOIN`] / [`keys::LEAVE`] calls ([`BATCH`] at most),
 //!   in the order the reactors sent them, so a connection's close is never
 //!   written before its open.
 //! - Every `ttl / 3` it refreshes `herald:alive:<node>` (expiring after
@@ -29,9 +29,12 @@ use redis::{Connection, RedisResult};
 
 use super::{keys, Directory};
 use crate::hub::registry::{ConnInfo, Control, Record};
+use crate::presence::gather;
 
 /// Records written per pipeline at most.
 pub const BATCH: usize = 1024;
+/// How long the writer waits for more records before writing a pipeline.
+const LINGER: Duration = Duration::from_millis(1);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
@@ -102,12 +105,13 @@ impl Writer {
             if backlog.is_empty() {
                 let wait = next_beat.saturating_duration_since(Instant::now());
                 match self.records.recv_timeout(wait) {
-                    Ok(r) => backlog.push_back(r),
+                    Ok(r) => backlog.extend(gather(&self.records, r, BATCH, LINGER)),
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => return Ok(()),
                 }
+            } else {
+                backlog.extend(self.records.try_iter().take(BATCH));
             }
-            backlog.extend(self.records.try_iter().take(BATCH));
             if !backlog.is_empty() {
                 let n = backlog.len().min(BATCH);
                 let batch: Vec<&Record> = backlog.range(..n).collect();

@@ -12,7 +12,10 @@
 //!   is queued (still under the lock, so in that order) for the feed.
 //! - `on-connection` lists what the shards hold at that moment (every
 //!   stream that started before is in), walking at most `PRESENCE_LIST_MAX`
-//!   users (`truncated` beyond) plus one lock per shard.
+//!   users (`truncated` beyond) plus one lock per shard. A listener that
+//!   starts while a user's arrival is still being announced would get that
+//!   user twice (listed, and as `user-connected`); the reactor filters
+//!   those for the window [`Presence::in_flight`] reports.
 //! - With presence events on, the feed thread ([`run_feed`]) turns each
 //!   change into `user-connected` / `user-disconnected` through the hub.
 //! - With the Redis registry the cluster decides first and last instead:
@@ -23,7 +26,9 @@
 //!   own full inbox would never drain it.
 
 use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use hashbrown::{DefaultHashBuilder, HashMap};
@@ -61,6 +66,11 @@ pub struct Presence {
     /// (counts are 1), read by `on_connection` instead of `shards`.
     mirror: Option<Box<[Mutex<Counts>]>>,
     list_max: usize,
+    /// Changes decided (counted under their shard's lock, after the map
+    /// changed) and changes announced (handed to every reactor): while
+    /// they differ, announcements are on their way ([`Presence::in_flight`]).
+    decided: AtomicU64,
+    announced: AtomicU64,
 }
 
 /// How presence is fed: by this process's streams, or by the cluster.
@@ -90,6 +100,8 @@ impl Presence {
             events,
             mirror: (scope == Scope::Cluster).then(shards),
             list_max,
+            decided: AtomicU64::new(0),
+            announced: AtomicU64::new(0),
         }
     }
 
@@ -161,30 +173,29 @@ impl Presence {
             .unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The cluster scope: `change` was decided by the cluster. Returns
-    /// whether the mirror changed (a repeat is ignored).
-    pub fn mirror(&self, change: &Change) -> bool {
+    /// The cluster scope: `change`, decided by the cluster, goes into the
+    /// mirror (before it is announced, like a local change).
+    pub fn mirror(&self, change: &Change) {
         let Some(mirror) = &self.mirror else {
-            return false;
+            return;
         };
         let (Change::Joined { app, user } | Change::Left { app, user }) = change;
         let i = self.shard_index(app, user);
         let mut counts = mirror[i].lock().unwrap_or_else(|p| p.into_inner());
         match change {
-            Change::Joined { .. } => counts
-                .entry_ref(&**app)
-                .or_default()
-                .insert(user.clone(), 1)
-                .is_none(),
+            Change::Joined { .. } => {
+                counts
+                    .entry_ref(&**app)
+                    .or_default()
+                    .insert(user.clone(), 1);
+            }
             Change::Left { .. } => {
-                let Some(users) = counts.get_mut(&**app) else {
-                    return false;
-                };
-                let gone = users.remove(&**user).is_some();
-                if users.is_empty() {
-                    counts.remove(&**app);
+                if let Some(users) = counts.get_mut(&**app) {
+                    users.remove(&**user);
+                    if users.is_empty() {
+                        counts.remove(&**app);
+                    }
                 }
-                gone
             }
         }
     }
@@ -207,8 +218,26 @@ impl Presence {
 
     fn tell(&self, change: Change) {
         if let Some(feed) = &self.feed {
+            self.decided.fetch_add(1, Ordering::SeqCst);
             let _ = feed.send(change);
         }
+    }
+
+    /// `n` more changes are in every reactor's inbox.
+    pub fn note_announced(&self, n: usize) {
+        self.announced.fetch_add(n as u64, Ordering::SeqCst);
+    }
+
+    /// Read right after an `on_connection` list was taken: `Some(d)` when
+    /// changes decided before it may not have reached the reactors yet
+    /// (they have once [`Presence::announced_at_least`] `d`).
+    pub fn in_flight(&self) -> Option<u64> {
+        let decided = self.decided.load(Ordering::SeqCst);
+        (self.announced.load(Ordering::SeqCst) < decided).then_some(decided)
+    }
+
+    pub fn announced_at_least(&self, d: u64) -> bool {
+        self.announced.load(Ordering::SeqCst) >= d
     }
 
     /// The `on-connection` data for a new listener of `app`: the app's
@@ -262,17 +291,31 @@ impl Presence {
 /// clocks for each announcement.
 ///
 /// Changes that queued up meanwhile (a connection burst) go out together,
-/// up to [`FEED_BATCH`] at a time: one hub ticket and one inbox message per
-/// reactor for the lot, not one per change.
-pub fn run_feed(changes: Receiver<Change>, hub: &Hub, now: impl Fn() -> Now) {
+/// up to [`FEED_BATCH`] at a time: one hub ticket and one wake-up per
+/// reactor for the lot, not one per change. It does not wait for more:
+/// `on-connection` lists a user from the moment its arrival is decided, so
+/// the announcement should follow at once.
+pub fn run_feed(changes: Receiver<Change>, presence: &Presence, hub: &Hub, now: impl Fn() -> Now) {
     while let Ok(first) = changes.recv() {
-        let queued = changes.try_iter().take(FEED_BATCH - 1);
-        let batch = std::iter::once(first)
-            .chain(queued)
-            .map(announcement)
-            .collect();
-        hub.announce(batch, now());
+        let batch = gather(&changes, first, FEED_BATCH, Duration::ZERO);
+        let n = batch.len();
+        hub.announce(batch.into_iter().map(announcement).collect(), now());
+        presence.note_announced(n);
     }
+}
+
+/// `first` and what else arrives on `rx` within `linger` of it, `max` at
+/// most: the batching of every thread that feeds the reactors or Redis.
+pub fn gather<T>(rx: &Receiver<T>, first: T, max: usize, linger: Duration) -> Vec<T> {
+    let until = Instant::now() + linger;
+    let mut batch = vec![first];
+    while batch.len() < max {
+        match rx.recv_deadline(until) {
+            Ok(item) => batch.push(item),
+            Err(_) => break,
+        }
+    }
+    batch
 }
 
 /// Presence changes announced together at most.
@@ -293,93 +336,4 @@ pub fn announcement(change: Change) -> Internal {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn first_join_and_last_leave_only_and_the_per_user_limit() {
-        let (tx, rx) = crossbeam_channel::unbounded();
-        let p = Presence::new(2, Some(tx), true, Scope::Local, 10);
-        p.join("shop", "u1").unwrap();
-        p.join("shop", "u1").unwrap();
-        assert_eq!(p.join("shop", "u1"), Err(UserFull));
-        p.join("blog", "u1").unwrap(); // another app: counted apart
-        p.leave("shop", "u1");
-        p.leave("shop", "u1");
-        p.leave("shop", "u1"); // one too many: ignored
-        let got: Vec<Change> = rx.try_iter().collect();
-        let (shop, blog, u1): (Box<str>, Box<str>, Box<str>) =
-            ("shop".into(), "blog".into(), "u1".into());
-        assert_eq!(
-            got,
-            vec![
-                Change::Joined {
-                    app: shop.clone(),
-                    user: u1.clone()
-                },
-                Change::Joined {
-                    app: blog,
-                    user: u1.clone()
-                },
-                Change::Left {
-                    app: shop,
-                    user: u1
-                },
-            ]
-        );
-    }
-
-    #[test]
-    fn on_connection_lists_own_user_first_and_truncates() {
-        let p = Presence::new(0, None, true, Scope::Local, 2);
-        for u in ["a", "b", "c", "me"] {
-            p.join("shop", u).unwrap();
-        }
-        let v = p.on_connection("shop", Some("me"), 1 << 20);
-        assert_eq!(v["users"][0], "me");
-        assert_eq!(v["users"].as_array().unwrap().len(), 2);
-        assert_eq!(v["truncated"], true);
-        // Capped by bytes as well: only the own id fits in 10 bytes.
-        let v = p.on_connection("shop", Some("me"), 10);
-        assert_eq!(v, serde_json::json!({ "users": ["me"], "truncated": true }));
-        let none = Presence::new(0, None, true, Scope::Local, 0);
-        none.join("shop", "a").unwrap();
-        let v = none.on_connection("shop", None, 1 << 20);
-        assert_eq!(v, serde_json::json!({ "users": [], "truncated": true }));
-        let v = p.on_connection("blog", None, 1 << 20);
-        assert_eq!(v, serde_json::json!({ "users": [], "truncated": false }));
-    }
-
-    #[test]
-    fn the_cluster_scope_lists_the_mirror_and_has_no_local_feed() {
-        let (tx, rx) = crossbeam_channel::unbounded();
-        let p = Presence::new(1, Some(tx), true, Scope::Cluster, 10);
-        assert!(p.events());
-        p.join("shop", "local").unwrap(); // counted for the limit only
-        assert_eq!(p.join("shop", "local"), Err(UserFull));
-        assert!(
-            rx.try_recv().is_err(),
-            "the cluster announces, not this node"
-        );
-        let joined = |u: &str| Change::Joined {
-            app: "shop".into(),
-            user: u.into(),
-        };
-        assert!(p.mirror(&joined("far")));
-        assert!(!p.mirror(&joined("far")), "a repeat changes nothing");
-        let v = p.on_connection("shop", Some("me"), 1 << 20);
-        assert_eq!(
-            v,
-            serde_json::json!({"users": ["me", "far"], "truncated": false})
-        );
-        assert!(p.mirror(&Change::Left {
-            app: "shop".into(),
-            user: "far".into()
-        }));
-        p.mirror_reset([("shop".into(), "x".into()), ("blog".into(), "y".into())]);
-        let v = p.on_connection("blog", None, 1 << 20);
-        assert_eq!(v, serde_json::json!({"users": ["y"], "truncated": false}));
-        // The local scope has no mirror.
-        assert!(!Presence::new(0, None, true, Scope::Local, 10).mirror(&joined("far")));
-    }
-}
+mod tests;

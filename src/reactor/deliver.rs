@@ -104,11 +104,7 @@ impl<T: Transport> Core<T> {
         bcast.extend(events.iter().map(|ev| self.reach(ev)));
         keys.clear();
         if bcast.iter().any(|r| !matches!(r, Reach::Targeted)) {
-            let streaming = self
-                .conns
-                .iter()
-                .filter(|(_, c)| c.state == State::Streaming);
-            keys.extend(streaming.map(|(k, _)| k as u32));
+            self.reachable(&bcast, &targeted, &mut keys);
         } else {
             keys.extend(targeted.iter().map(|&(k, _)| k));
             keys.dedup();
@@ -147,6 +143,9 @@ impl<T: Transport> Core<T> {
                     picked.push(i as u32);
                 }
             }
+            if !self.views.is_empty() {
+                self.check_view(key, events, &mut picked);
+            }
             delivered += picked.len() as u64;
             for &i in &picked {
                 per_event[i as usize] += 1;
@@ -159,12 +158,58 @@ impl<T: Transport> Core<T> {
             }
         }
         self.observe_latency(events, &mut per_event);
+        self.expire_views();
         self.per_event = per_event;
         self.stats.delivered.fetch_add(delivered, Ordering::Relaxed);
         self.targeted = targeted;
         self.keys = keys;
         self.picked = picked;
         self.bcast = bcast;
+    }
+
+    /// The streams a drain's broadcasts can reach, ascending: when every
+    /// broadcast is scoped to an app and those apps hold under half of this
+    /// reactor's connections, their streams (through the app's user entries
+    /// and anonymous list) plus the targeted ones; else every stream.
+    fn reachable(&self, bcast: &[Reach], targeted: &[(u32, u32)], keys: &mut Vec<u32>) {
+        let mut apps: Vec<u32> = Vec::new();
+        for r in bcast {
+            match *r {
+                Reach::Everyone => apps.clear(),
+                Reach::App(a) | Reach::AppBut(a, _) => apps.push(a),
+                Reach::Targeted => continue,
+            }
+            if apps.is_empty() {
+                break;
+            }
+        }
+        apps.sort_unstable();
+        apps.dedup();
+        let streams: usize = apps
+            .iter()
+            .map(|&a| self.users.app(a).streams as usize)
+            .sum();
+        if apps.is_empty() || streams * 2 >= self.conns.len() {
+            let streaming = self
+                .conns
+                .iter()
+                .filter(|(_, c)| c.state == State::Streaming);
+            keys.extend(streaming.map(|(k, _)| k as u32));
+            return;
+        }
+        for &a in &apps {
+            let heads = self.users.users_of(a).map(|u| u.head);
+            for head in heads.chain(std::iter::once(self.users.app(a).anon)) {
+                let mut c = head;
+                while c != NIL {
+                    keys.push(c);
+                    c = self.conns[c as usize].user_next;
+                }
+            }
+        }
+        keys.extend(targeted.iter().map(|&(k, _)| k));
+        keys.sort_unstable();
+        keys.dedup();
     }
 
     /// Who on this reactor an event can reach, resolved once per drain.

@@ -1,7 +1,8 @@
-//! The user index threaded through the slots: each user's connections on
-//! this reactor form a doubly-linked list (`user_prev`/`user_next`), so a
-//! targeted event walks exactly that user's connections; and the
-//! bookkeeping when a user's stream ends (presence, Redis registry).
+//! The stream index threaded through the slots: each user's streams on this
+//! reactor form a doubly-linked list (`user_prev`/`user_next`), and so do
+//! each app's anonymous streams, so a targeted event walks exactly that
+//! user's streams and an app-scoped one that app's; and the bookkeeping
+//! when a user's stream ends (presence, Redis registry).
 
 use super::users::NIL;
 use super::{Core, Transport};
@@ -9,40 +10,54 @@ use crate::conn::State;
 use crate::hub::registry::Record;
 
 impl<T: Transport> Core<T> {
-    pub(super) fn link_user(&mut self, key: u32, user: u32) {
-        let u = self.users.get_mut(user);
-        let old_head = u.head;
-        u.head = key;
-        u.count += 1;
+    /// Links a new stream of `app` into its user's list, or into the app's
+    /// anonymous list when `user` is [`NIL`].
+    pub(super) fn link_stream(&mut self, key: u32, app: u32, user: u32) {
+        let old_head = if user != NIL {
+            let u = self.users.get_mut(user);
+            u.count += 1;
+            std::mem::replace(&mut u.head, key)
+        } else {
+            std::mem::replace(&mut self.users.app_mut(app).anon, key)
+        };
+        self.users.app_mut(app).streams += 1;
         if old_head != NIL {
             self.conns[old_head as usize].user_prev = key;
         }
         let conn = &mut self.conns[key as usize];
+        conn.app = app;
         conn.user = user;
         conn.user_next = old_head;
         conn.user_prev = NIL;
     }
 
-    pub(super) fn unlink_user(&mut self, key: u32) {
-        let (user, prev, next) = {
+    /// Unlinks a stream from its list (nothing for a connection that never
+    /// streamed).
+    pub(super) fn unlink_stream(&mut self, key: u32) {
+        let (state, app, user, prev, next) = {
             let c = &self.conns[key as usize];
-            (c.user, c.user_prev, c.user_next)
+            (c.state, c.app, c.user, c.user_prev, c.user_next)
         };
-        if user == NIL {
+        if state != State::Streaming {
             return;
         }
         if prev != NIL {
             self.conns[prev as usize].user_next = next;
-        } else {
+        } else if user != NIL {
             self.users.get_mut(user).head = next;
+        } else {
+            self.users.app_mut(app).anon = next;
         }
         if next != NIL {
             self.conns[next as usize].user_prev = prev;
         }
-        let u = self.users.get_mut(user);
-        u.count -= 1;
-        if u.count == 0 {
-            self.users.remove(user);
+        self.users.app_mut(app).streams -= 1;
+        if user != NIL {
+            let u = self.users.get_mut(user);
+            u.count -= 1;
+            if u.count == 0 {
+                self.users.remove(user);
+            }
         }
         self.conns[key as usize].user = NIL;
     }

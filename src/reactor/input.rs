@@ -116,6 +116,9 @@ impl<T: Transport> Core<T> {
             on_connect,
             online.as_ref(),
         );
+        if let Some(online) = &online {
+            self.keep_view(key, online);
+        }
         if req.last_event_id.is_some() {
             self.stats.replays.fetch_add(1, Ordering::Relaxed);
         }
@@ -126,17 +129,14 @@ impl<T: Transport> Core<T> {
             .replayed
             .fetch_add(preface.replay.len() as u64, Ordering::Relaxed);
         let app = self.users.intern_app(&req.identity.app);
-        {
-            let conn = &mut self.conns[key as usize];
-            conn.app = app;
-            conn.filter = req.filter.map(Box::new);
-        }
-        if let Some(user) = &req.identity.user {
-            let u = self.users.get_or_insert(app, user);
-            self.link_user(key, u);
-            if !claimed {
-                self.record_open(key, &req.identity.app, user);
-            }
+        self.conns[key as usize].filter = req.filter.map(Box::new);
+        let user = match &req.identity.user {
+            Some(user) => self.users.get_or_insert(app, user),
+            None => super::NIL,
+        };
+        self.link_stream(key, app, user);
+        if let (Some(user), false) = (&req.identity.user, claimed) {
+            self.record_open(key, &req.identity.app, user);
         }
         self.set_state(key, State::Streaming);
         let token = self.token_of(key);

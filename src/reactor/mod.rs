@@ -42,6 +42,7 @@ mod ticks;
 mod timers;
 pub mod transport;
 mod users;
+mod views;
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -167,6 +168,9 @@ pub struct Core<T> {
     /// when each gives up.
     parked: HashMap<u32, StreamRequest>,
     claims: Deadlines,
+    /// Presence views of streams that started while announcements were in
+    /// flight ([`views`]).
+    views: HashMap<u32, views::View>,
     heartbeats: Option<Wheel>,
     /// Start of this reactor, so per-connection times fit in a `u32`.
     epoch_ms: u64,
@@ -218,6 +222,7 @@ impl<T: Transport> Core<T> {
             lingers: Deadlines::new(),
             parked: HashMap::new(),
             claims: Deadlines::new(),
+            views: HashMap::new(),
             heartbeats,
             epoch_ms: now_s * 1000,
             stopping: false,
@@ -379,7 +384,7 @@ impl<T: Transport> Core<T> {
         self.stats.disconnected(why);
         self.stream_ended(key);
         self.withdraw_claim(key);
-        self.unlink_user(key);
+        self.unlink_stream(key);
         let token = self.token_of(key);
         let conn = self.conns.remove(key as usize);
         trace!("conn {key}: closed in {} ({})", conn.state, why.name());

@@ -108,25 +108,22 @@ impl<T: Transport> Core<T> {
         let Some(app_ix) = self.users.find_app(app) else {
             return Vec::new();
         };
-        let keys: Vec<u32> = match user {
-            Some(u) => {
-                let mut keys = Vec::new();
-                if let Some(entry) = self.users.find(app_ix, u) {
-                    let mut c = self.users.get(entry).head;
-                    while c != NIL {
-                        keys.push(c);
-                        c = self.conns[c as usize].user_next;
-                    }
-                }
-                keys
-            }
-            None => self
-                .conns
-                .iter()
-                .filter(|(_, c)| c.state == State::Streaming && c.app == app_ix && c.user != NIL)
-                .map(|(k, _)| k as u32)
+        let heads: Vec<u32> = match user {
+            Some(u) => self
+                .users
+                .find(app_ix, u)
+                .map(|e| self.users.get(e).head)
+                .into_iter()
                 .collect(),
+            None => self.users.users_of(app_ix).map(|e| e.head).collect(),
         };
+        let mut keys = Vec::new();
+        for mut c in heads {
+            while c != NIL {
+                keys.push(c);
+                c = self.conns[c as usize].user_next;
+            }
+        }
         self.infos(keys.into_iter())
     }
 

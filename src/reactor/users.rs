@@ -2,13 +2,16 @@
 //! this reactor, as an intrusive doubly-linked list threaded through the
 //! connections themselves (no per-user `Vec`).
 //!
-//! Apps are interned to small integers; each (app, user) entry is stored once
-//! in a slab, found through a `HashTable` of slab keys.
+//! Apps are interned to small integers (found through a hash map, so many
+//! apps cost no more than one); each (app, user) entry is stored once in a
+//! slab, found through a `HashTable` of slab keys. Each app also threads its
+//! user entries into a list, and its anonymous streams (through the same
+//! links their users' streams use), and counts its streams: an app-scoped
+//! event walks that app's streams only, not the reactor's.
 
 use std::hash::{BuildHasher, Hash, Hasher};
 
-use hashbrown::DefaultHashBuilder;
-use hashbrown::HashTable;
+use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 use slab::Slab;
 
 /// "No connection / no user" in the intrusive links.
@@ -22,11 +25,28 @@ pub struct User {
     /// First connection key of the user's list.
     pub head: u32,
     pub count: u32,
+    /// The app's list of user entries.
+    app_prev: u32,
+    app_next: u32,
+}
+
+/// One app seen on this reactor.
+#[derive(Debug)]
+pub struct App {
+    pub name: Box<str>,
+    /// First user entry of the app's list.
+    users: u32,
+    /// First anonymous stream of the app's list (linked through the
+    /// connections' user links).
+    pub anon: u32,
+    /// Streams of the app on this reactor.
+    pub streams: u32,
 }
 
 #[derive(Default)]
 pub struct Users {
-    apps: Vec<Box<str>>,
+    apps: Vec<App>,
+    app_index: HashMap<Box<str>, u32>,
     entries: Slab<User>,
     table: HashTable<u32>,
     hasher: DefaultHashBuilder,
@@ -38,6 +58,7 @@ impl Users {
     pub fn with_capacity(capacity: usize) -> Self {
         Self {
             apps: Vec::new(),
+            app_index: HashMap::new(),
             entries: Slab::with_capacity(capacity),
             table: HashTable::with_capacity(capacity),
             hasher: DefaultHashBuilder::default(),
@@ -53,23 +74,46 @@ impl Users {
 
     /// The index of `app`, interning it on first use.
     pub fn intern_app(&mut self, app: &str) -> u32 {
-        match self.apps.iter().position(|a| &**a == app) {
-            Some(i) => i as u32,
-            None => {
-                self.apps.push(app.into());
-                (self.apps.len() - 1) as u32
-            }
+        if let Some(&i) = self.app_index.get(app) {
+            return i;
         }
+        let i = self.apps.len() as u32;
+        self.apps.push(App {
+            name: app.into(),
+            users: NIL,
+            anon: NIL,
+            streams: 0,
+        });
+        self.app_index.insert(app.into(), i);
+        i
+    }
+
+    /// The name of an interned app.
+    pub fn app_name(&self, app: u32) -> &str {
+        &self.apps[app as usize].name
     }
 
     /// The index of `app` if any listener of it was seen here.
-    /// The name of an interned app.
-    pub fn app_name(&self, app: u32) -> &str {
+    pub fn find_app(&self, app: &str) -> Option<u32> {
+        self.app_index.get(app).copied()
+    }
+
+    pub fn app(&self, app: u32) -> &App {
         &self.apps[app as usize]
     }
 
-    pub fn find_app(&self, app: &str) -> Option<u32> {
-        self.apps.iter().position(|a| &**a == app).map(|i| i as u32)
+    pub fn app_mut(&mut self, app: u32) -> &mut App {
+        &mut self.apps[app as usize]
+    }
+
+    /// The user entries of `app`.
+    pub fn users_of(&self, app: u32) -> impl Iterator<Item = &User> {
+        let mut next = self.apps[app as usize].users;
+        std::iter::from_fn(move || {
+            let u = self.entries.get(next as usize).filter(|_| next != NIL)?;
+            next = u.app_next;
+            Some(u)
+        })
     }
 
     pub fn app_count(&self) -> u32 {
@@ -82,12 +126,19 @@ impl Users {
             return k;
         }
         let hash = self.hash(app, id);
+        let first = self.apps[app as usize].users;
         let key = self.entries.insert(User {
             app,
             id: id.into(),
             head: NIL,
             count: 0,
+            app_prev: NIL,
+            app_next: first,
         }) as u32;
+        if first != NIL {
+            self.entries[first as usize].app_prev = key;
+        }
+        self.apps[app as usize].users = key;
         let (entries, hasher) = (&self.entries, &self.hasher);
         self.table.insert_unique(hash, key, |k| {
             let u = &entries[*k as usize];
@@ -121,6 +172,14 @@ impl Users {
     /// Drops an entry whose list became empty.
     pub fn remove(&mut self, key: u32) {
         let u = self.entries.remove(key as usize);
+        if u.app_prev != NIL {
+            self.entries[u.app_prev as usize].app_next = u.app_next;
+        } else {
+            self.apps[u.app as usize].users = u.app_next;
+        }
+        if u.app_next != NIL {
+            self.entries[u.app_next as usize].app_prev = u.app_prev;
+        }
         let hash = self.hash(u.app, &u.id);
         if let Ok(e) = self.table.find_entry(hash, |k| *k == key) {
             e.remove();
@@ -156,5 +215,13 @@ mod tests {
             assert!(u.find(a, &format!("x{i}")).is_some());
         }
         assert_eq!(u.find(b, "u1"), Some(k2));
+        // Each app lists exactly its own entries, removals included.
+        assert_eq!(u.users_of(a).count(), 1000);
+        let x7 = u.find(a, "x7").unwrap();
+        u.remove(x7);
+        assert_eq!(u.users_of(a).count(), 999);
+        assert!(u.users_of(a).all(|e| e.app == a && &*e.id != "x7"));
+        let ids: Vec<&str> = u.users_of(b).map(|e| &*e.id).collect();
+        assert_eq!(ids, ["u1"]);
     }
 }

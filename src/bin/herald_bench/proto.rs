@@ -26,6 +26,7 @@ pub struct Plan {
     pub host: String,
     pub path: String,
     pub jwt_secret: Option<String>,
+    pub jwt_apps: u64,
     pub token_in: TokenIn,
     pub headers: Vec<String>,
     /// Source addresses; listener `i` uses `src[i % len]`. Empty: the kernel picks.

@@ -310,8 +310,17 @@ fn frame_len(id: &str) -> usize {
 }
 
 fn jwt(sub: &str) -> String {
+    jwt_claims(serde_json::json!({"sub": sub}))
+}
+
+/// A token of `sub` in app `iss`.
+fn jwt_in(sub: &str, iss: &str) -> String {
+    jwt_claims(serde_json::json!({"sub": sub, "iss": iss}))
+}
+
+fn jwt_claims(mut claims: serde_json::Value) -> String {
     use jsonwebtoken::{encode, EncodingKey, Header};
-    let claims = serde_json::json!({"sub": sub, "exp": crate::sys::clock::unix_secs() + 600});
+    claims["exp"] = (crate::sys::clock::unix_secs() + 600).into();
     encode(
         &Header::default(),
         &claims,

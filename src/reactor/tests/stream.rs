@@ -212,3 +212,93 @@ fn tokens_fit_in_56_bits_across_the_generation_wrap() {
         assert_eq!(r.ids(t), ids(&["e1"]));
     }
 }
+
+#[test]
+fn app_scoped_events_walk_only_their_apps_streams() {
+    let mut r = rig(&[]);
+    let get =
+        |sub: &str, iss: &str| format!("GET /sse?token={} HTTP/1.1\r\n\r\n", jwt_in(sub, iss));
+    // "small" (and "default", the anonymous listener's app) hold under half
+    // of the streams, so their events walk their own lists: user entries,
+    // and the app's anonymous streams.
+    let s1 = r.subscribe(&get("u1", "small"));
+    let s1b = r.subscribe(&get("u1", "small"));
+    let s2 = r.subscribe(&get("u2", "small"));
+    let anon = r.subscribe(GET);
+    let big: Vec<u64> = (0..8)
+        .map(|i| r.subscribe(&get(&format!("b{i}"), "big")))
+        .collect();
+    // A closed stream leaves its user's list; the user's other stays.
+    r.core.on_closed(s1b, "peer");
+    r.publish(r#"{"app":"small","id":"a1","message":"m-a1"}"#);
+    r.publish(r#"{"app":"big","to":"b3","id":"t1","message":"m-t1"}"#);
+    r.publish(r#"{"app":"default","id":"d1","message":"m-d1"}"#);
+    while r.core.drain_inbox(r.now) {}
+    assert_eq!(r.ids(s1), ids(&["a1"]));
+    assert_eq!(r.ids(s2), ids(&["a1"]));
+    assert_eq!(r.ids(anon), ids(&["d1"]));
+    for (i, t) in big.iter().enumerate() {
+        let want: &[&str] = if i == 3 { &["t1"] } else { &[] };
+        assert_eq!(r.ids(*t), ids(want), "big #{i}");
+    }
+    // After closes the lists still hold exactly the open streams.
+    r.core.on_closed(s2, "peer");
+    r.core.on_closed(anon, "peer");
+    r.deliver(r#"{"app":"small","id":"a2","message":"m-a2"}"#);
+    assert_eq!(r.ids(s1), ids(&["a1", "a2"]));
+    let anon2 = r.subscribe(GET);
+    r.deliver(r#"{"app":"default","id":"d2","message":"m-d2"}"#);
+    assert_eq!(r.ids(anon2), ids(&["d2"]));
+}
+
+#[test]
+fn a_stream_started_while_presence_is_in_flight_hears_each_user_once() {
+    use crate::presence::{announcement, Change, Presence, Scope};
+    let (feed, changes) = crossbeam_channel::unbounded();
+    let mut r = rig_with(&[("INTERNAL_EVENTS_STRATEGY", "generate")], |s| {
+        s.presence = Arc::new(Presence::new(0, Some(feed), true, Scope::Local, 100));
+    });
+    let now = crate::hub::Now {
+        unix_ms: UNIX_MS,
+        mono_ms: T0,
+    };
+    let announce = |r: &mut Rig, changes: Vec<Change>| {
+        let n = changes.len();
+        r.hub
+            .announce(changes.into_iter().map(announcement).collect(), now);
+        r.shared.presence.note_announced(n);
+        while r.core.drain_inbox(r.now) {}
+    };
+    // u1 arrives; its announcement has not gone out when s starts.
+    let u1 = r.subscribe(&request_as("u1"));
+    let joined_u1 = changes.try_recv().expect("u1's arrival decided");
+    let s = r.subscribe(&request_as("s"));
+    assert!(
+        r.wire(s)
+            .contains(r#"data: {"truncated":false,"users":["s","u1"]}"#),
+        "{}",
+        r.wire(s)
+    );
+    let s_joined = changes.try_recv().unwrap();
+    // Now both go out: s already lists u1, so it does not hear of u1 again;
+    // u1 hears of s.
+    announce(&mut r, vec![joined_u1, s_joined]);
+    assert!(
+        !body(&r.wire(s)).contains("user-connected"),
+        "{}",
+        r.wire(s)
+    );
+    assert!(r.wire(u1).contains(r#"data: {"userId":"s"}"#));
+    // Later changes reach s as usual (its view is gone).
+    let u2 = r.subscribe(&request_as("u2"));
+    announce(&mut r, changes.try_iter().collect());
+    assert!(
+        r.wire(s).contains(
+            r#"event: user-connected
+data: {"userId":"u2"}"#
+        ),
+        "{}",
+        r.wire(s)
+    );
+    let _ = u2;
+}

@@ -34,6 +34,8 @@ CONNECTIONS:
                            [default: 10000; 0 = unlimited]
     --inflight K           handshakes in progress at once, all processes [default: 2000]
     --jwt-secret S         mint an HS256 JWT per connection (sub = u<i>, exp = +1 day)
+    --jwt-apps K           spread the minted tokens over K apps (iss = app<i mod K>);
+                           0 = no iss (app `default`) [default: 0]
     --token-in query|header  where the JWT goes [default: query]
     --header 'Name: value' extra request header (repeatable), e.g. a fixed token
     --connect-timeout D    per-connection limit from connect() to the response head [default: 10s]
@@ -133,6 +135,8 @@ pub struct Options {
     pub rate: f64,
     pub inflight: u64,
     pub jwt_secret: Option<String>,
+    /// Apps the minted tokens are spread over (0: no `iss`).
+    pub jwt_apps: u64,
     pub token_in: TokenIn,
     pub headers: Vec<String>,
     pub connect_timeout: Duration,
@@ -163,6 +167,7 @@ pub fn parse(mode: Mode, args: &[String]) -> Result<Options, String> {
         rate: 10_000.0,
         inflight: 2000,
         jwt_secret: None,
+        jwt_apps: 0,
         token_in: TokenIn::Query,
         headers: Vec::new(),
         connect_timeout: Duration::from_secs(10),
@@ -197,6 +202,7 @@ pub fn parse(mode: Mode, args: &[String]) -> Result<Options, String> {
             "--rate" => o.rate = number(flag, &value()?)?,
             "--inflight" => o.inflight = number(flag, &value()?)?,
             "--jwt-secret" => o.jwt_secret = Some(value()?),
+            "--jwt-apps" => o.jwt_apps = number(flag, &value()?)?,
             "--token-in" => {
                 o.token_in = match value()?.as_str() {
                     "query" => TokenIn::Query,

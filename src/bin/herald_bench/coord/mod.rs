@@ -128,6 +128,7 @@ fn plans(o: &Options, procs: usize) -> Vec<Plan> {
                 host: o.url.host.clone(),
                 path: o.url.path.clone(),
                 jwt_secret: o.jwt_secret.clone(),
+                jwt_apps: o.jwt_apps,
                 token_in: o.token_in,
                 headers: o.headers.clone(),
                 src: o.src.clone(),

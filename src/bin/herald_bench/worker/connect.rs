@@ -147,10 +147,14 @@ impl Worker {
         struct Claims {
             sub: String,
             exp: u64,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            iss: Option<String>,
         }
+        let n = self.plan.first + u64::from(i);
         let claims = Claims {
-            sub: format!("u{}", self.plan.first + u64::from(i)),
+            sub: format!("u{n}"),
             exp: unix_ms() / 1000 + TOKEN_TTL_S,
+            iss: (self.plan.jwt_apps > 0).then(|| format!("app{}", n % self.plan.jwt_apps)),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, key)
             .map_err(|e| format!("jwt: {e}"))

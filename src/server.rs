@@ -15,6 +15,7 @@ use crate::cluster::Directory;
 use crate::config::{Config, IoBackend};
 use crate::conn::auth::Verifier;
 use crate::hub::inbox;
+use crate::hub::registry::Record;
 use crate::hub::status::IngestStatus;
 use crate::hub::Hub;
 use crate::reactor::driver::{self, Backend, Parts};
@@ -84,11 +85,13 @@ pub fn choose_backend(wanted: IoBackend) -> Result<Backend, crate::config::Confi
 }
 
 /// Starts a named helper thread.
-fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), StartError> {
+fn spawn(
+    name: &str,
+    f: impl FnOnce() + Send + 'static,
+) -> Result<std::thread::JoinHandle<()>, StartError> {
     std::thread::Builder::new()
         .name(name.into())
         .spawn(f)
-        .map(drop)
         .map_err(|e| StartError(format!("cannot spawn {name} thread: {e}")))
 }
 
@@ -147,7 +150,7 @@ pub fn run(prepared: Prepared) -> Result<(), StartError> {
     let (records_tx, records_rx) = crossbeam_channel::unbounded();
     let mut shared = Shared::new(cfg.clone(), verifier, status.clone(), Some(changes_tx));
     shared.queries = Some(queries_tx);
-    shared.records = cfg.registry_redis.then_some(records_tx);
+    shared.records = cfg.registry_redis.then(|| records_tx.clone());
     let shared = Arc::new(shared);
     let presence = shared.presence.clone();
     let ids = shared.ids;
@@ -206,14 +209,16 @@ pub fn run(prepared: Prepared) -> Result<(), StartError> {
         let dir = dir.clone();
         move || crate::admin::connections::serve_queries(queries_rx, &dir)
     })?;
+    let mut registry = None;
     if cfg.registry_redis {
         let writer = Writer {
             dir: dir.clone(),
             records: records_rx,
+            status: status.clone(),
             ttl: Duration::from_secs(cfg.registry_ttl_secs),
             per_user_max: cfg.max_connections_per_user,
         };
-        spawn("registry", move || writer.run())?;
+        registry = Some(spawn("registry", move || writer.run())?);
         let watch = Watch {
             dir: dir.clone(),
             presence: presence.clone(),
@@ -273,6 +278,17 @@ pub fn run(prepared: Prepared) -> Result<(), StartError> {
     } else {
         for h in handles {
             let _ = h.join();
+        }
+    }
+    if let Some(writer) = registry {
+        // The streams' closes are queued; then this node leaves the
+        // registry, so peers stop listing it now rather than after its TTL.
+        let _ = records_tx.send(Record::Leave);
+        while Instant::now() < deadline && !writer.is_finished() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if !writer.is_finished() {
+            warn!("registry: not cleaned up within SHUTDOWN_TIMEOUT_MS; peers drop this node after REGISTRY_NODE_TTL_SECONDS");
         }
     }
     info!("herald stopped");

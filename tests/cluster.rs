@@ -266,3 +266,36 @@ fn a_node_registers_again_after_redis_loses_everything() {
     assert!(u1.wait_closed(EVENT_TIMEOUT));
     listing_until(&b, "/connections/shop", |v| count(v) == 1);
 }
+
+#[test]
+fn a_node_that_stops_cleanly_leaves_the_registry_at_once() {
+    let r = RedisServer::start();
+    let gen = [("INTERNAL_EVENTS_STRATEGY", "generate")];
+    let a = node(&r, &gen);
+    let mut b = node(&r, &gen);
+    let mut w = a.sse_with_token(&jwt::user_in("w", "shop"));
+    expect(
+        &mut w,
+        "on-connection",
+        json!({"users": ["w"], "truncated": false}),
+    );
+    let _u1 = b.sse_with_token(&jwt::user_in("u1", "shop"));
+    expect(&mut w, "user-connected", json!({"userId": "u1"}));
+    listing_until(&a, "/connections/shop", |v| count(v) == 2);
+
+    let stopped = Instant::now();
+    b.sigterm();
+    assert!(b
+        .wait_exit(Duration::from_secs(10))
+        .is_some_and(|s| s.success()));
+    // Gone from listings and presence well before its TTL would expire.
+    expect(&mut w, "user-disconnected", json!({"userId": "u1"}));
+    listing_until(&a, "/connections/shop", |v| count(v) == 1);
+    assert!(
+        stopped.elapsed() < Duration::from_secs(TTL_SECS),
+        "{:?}",
+        stopped.elapsed()
+    );
+    let nodes = common::redis_cmd(r.addr(), &["SCARD", "herald:nodes"]).unwrap();
+    assert!(matches!(nodes, common::Resp::Int(1)), "{nodes:?}");
+}

@@ -76,13 +76,23 @@ pub fn parse_entry(v: &str) -> Option<(&str, u64, &str)> {
 
 /// Registers a connection. KEYS: conns hash, users set, node index, apps
 /// set. ARGV: id, entry, user key, user, app, per-user limit (0 = none).
-/// Returns -1 when the user already holds the limit (nothing written), 1
-/// for the user's first connection in the cluster (announced), else 0.
+/// Returns -1 when the user already holds the limit on live nodes (nothing
+/// written; entries of dead nodes not swept yet do not count), 1 for the
+/// user's first connection in the cluster (announced), else 0.
 pub const JOIN: &str = r"
 local max = tonumber(ARGV[6])
 if max > 0 and redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0
    and redis.call('HLEN', KEYS[1]) >= max then
-  return -1
+  local live = 0
+  for _, v in ipairs(redis.call('HVALS', KEYS[1])) do
+    local node = string.match(v, '^(%S+)')
+    if node and redis.call('EXISTS', 'herald:alive:' .. node) == 1 then
+      live = live + 1
+    end
+  end
+  if live >= max then
+    return -1
+  end
 end
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
 if redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) == 1
@@ -112,6 +122,14 @@ return 0
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_scripts_use_the_layout_above() {
+        for script in [JOIN, LEAVE] {
+            assert!(script.contains(&format!("'{PRESENCE}'")));
+        }
+        assert!(JOIN.contains(&format!("'{}' .. node", alive(""))));
+    }
 
     #[test]
     fn user_keys_and_entries_round_trip() {

@@ -14,6 +14,7 @@
 //! Only admin-side threads call the directory: it blocks.
 
 pub mod keys;
+mod sweep;
 pub mod watch;
 pub mod writer;
 

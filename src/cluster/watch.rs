@@ -116,13 +116,12 @@ impl Watch {
         changes.extend(parse_change(&payload));
     }
 
-    /// Puts a burst of changes in the mirror, then announces them (with
-    /// presence events on): in that order a listener starting meanwhile may
-    /// get a user twice (listed, and as an event), never not at all.
-    fn apply(&self, changes: Vec<Change>) {
-        for change in &changes {
-            self.presence.mirror(change);
-        }
+    /// Puts a burst of changes in the mirror, then announces those that
+    /// changed it (with presence events on). In that order a listener that
+    /// starts meanwhile lists the user and the reactor drops the event for
+    /// it (`reactor::views`): each user once, never not at all.
+    fn apply(&self, mut changes: Vec<Change>) {
+        changes.retain(|c| self.presence.mirror(c));
         if self.presence.events() && !changes.is_empty() {
             let n = changes.len();
             let events = changes.into_iter().map(announcement).collect();

@@ -8,27 +8,33 @@
 //!   in the order the reactors sent them, so a connection's close is never
 //!   written before its open.
 //! - Every `ttl / 3` it refreshes `herald:alive:<node>` (expiring after
-//!   `ttl`) and sweeps: a registered node whose alive key is gone has every
-//!   entry removed through `LEAVE` (so its users' last disconnections are
-//!   announced), then its index.
+//!   `ttl`). A refresh that finds the key gone means this node was taken
+//!   for dead (a stall, an outage, a Redis that restarted empty): it
+//!   re-registers every open stream from the reactors' own listing
+//!   ([`sweep`]). Dead peers are swept a page at a time between writes.
 //! - While Redis is unreachable records wait in the channel (nothing is
-//!   dropped) and the link is retried with backoff. If this node's alive
-//!   key expired meanwhile, peers may have swept its entries, so it
-//!   re-registers: its old entries are removed and every open stream is
-//!   written again from the reactors' own listing.
+//!   dropped), the link is retried with backoff, and no stream is held for
+//!   a claim (`IngestStatus::registry_up`). A write Redis refuses (out of
+//!   memory, read-only replica) is logged and dropped, its claims admitted.
+//! - [`Record::Leave`] (a clean stop) removes what is left of this node and
+//!   its alive key, so peers stop listing it at once.
 //! - A [`Record::Claim`] (a stream waiting for the cluster-wide
 //!   `MAX_CONNECTIONS_PER_USER`) is a `JOIN` with the limit; its verdict
 //!   goes back to the reactor as [`Control::Admit`].
 
 use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use log::{info, warn};
 use redis::{Connection, RedisResult};
 
+use super::sweep::{self, Sweep};
 use super::{keys, Directory};
-use crate::hub::registry::{ConnInfo, Control, Record};
+use crate::hub::registry::{Control, Record};
+use crate::hub::status::IngestStatus;
 use crate::presence::gather;
 
 /// Records written per pipeline at most.
@@ -40,14 +46,25 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// What the writer needs.
 pub struct Writer {
-    pub dir: std::sync::Arc<Directory>,
+    pub dir: Arc<Directory>,
     pub records: Receiver<Record>,
+    pub status: Arc<IngestStatus>,
     pub ttl: Duration,
     pub per_user_max: u32,
 }
 
+/// `serve` ended without a link error: [`Record::Leave`] was written, or
+/// every sender is gone.
+struct Stopped;
+
+/// The script hashes, after `SCRIPT LOAD`.
+pub(super) struct Shas {
+    pub join: String,
+    pub leave: String,
+}
+
 impl Writer {
-    /// Runs until every record sender is gone (the process is ending).
+    /// Runs until [`Record::Leave`] or until every record sender is gone.
     pub fn run(self) {
         let Some(client) = self.dir.redis_client() else {
             return;
@@ -55,80 +72,124 @@ impl Writer {
         let mut backlog: VecDeque<Record> = VecDeque::new();
         let mut backoff = BACKOFF_MIN;
         let mut registered = false;
-        // Set when this node was taken for dead; cleared once re-registered.
-        let mut resync = false;
         loop {
             let err = match super::connect(&client) {
-                Ok(mut con) => {
-                    let setup = load_scripts(&mut con).and_then(|shas| {
-                        resync |= registered && !self.is_alive(&mut con)?;
-                        self.beat(&mut con)?;
-                        if resync {
-                            self.resync(&mut con, &shas)?;
-                            resync = false;
+                Ok(mut con) => match load_scripts(&mut con) {
+                    Ok(shas) => {
+                        if registered {
+                            info!("registry: Redis link up again");
                         }
-                        Ok(shas)
-                    });
-                    match setup {
-                        Ok(shas) => {
-                            if registered {
-                                info!("registry: Redis link up again");
-                            }
-                            registered = true;
-                            backoff = BACKOFF_MIN;
-                            match self.serve(&mut con, &shas, &mut backlog) {
-                                Ok(()) => return,
-                                Err(e) => e,
-                            }
+                        backoff = BACKOFF_MIN;
+                        match self.serve(&mut con, &shas, &mut backlog, &mut registered) {
+                            Ok(Stopped) => return,
+                            Err(e) => e,
                         }
-                        Err(e) => e,
                     }
-                }
+                    Err(e) => e,
+                },
                 Err(e) => e,
             };
+            self.status.registry_up.store(false, Ordering::Relaxed);
             warn!("registry: Redis link down ({err}); retrying, records wait");
             std::thread::sleep(backoff);
             backoff = (backoff * 2).min(BACKOFF_MAX);
         }
     }
 
-    /// Writes records as they come and beats; `Ok` once the channel closes.
+    /// Beats, writes records as they come, and sweeps dead peers a page at
+    /// a time, until the link fails or this node stops.
     fn serve(
         &self,
         con: &mut Connection,
         shas: &Shas,
         backlog: &mut VecDeque<Record>,
-    ) -> RedisResult<()> {
+        registered: &mut bool,
+    ) -> RedisResult<Stopped> {
         let every = self.ttl / 3;
-        let mut next_beat = Instant::now() + every;
+        let mut next_beat = Instant::now();
+        let mut sweeping: Option<Sweep> = None;
         loop {
+            if Instant::now() >= next_beat {
+                let was_alive = self.beat(con)?;
+                if *registered && !was_alive {
+                    sweep::resync(self, con, shas)?;
+                }
+                *registered = true;
+                self.status.registry_up.store(true, Ordering::Relaxed);
+                if sweeping.is_none() {
+                    sweeping = Sweep::next_dead(con, self.dir.node(), self.ttl)?;
+                }
+                next_beat = Instant::now() + every;
+            }
             if backlog.is_empty() {
-                let wait = next_beat.saturating_duration_since(Instant::now());
+                let wait = if sweeping.is_some() {
+                    Duration::ZERO
+                } else {
+                    next_beat.saturating_duration_since(Instant::now())
+                };
                 match self.records.recv_timeout(wait) {
                     Ok(r) => backlog.extend(gather(&self.records, r, BATCH, LINGER)),
                     Err(RecvTimeoutError::Timeout) => {}
-                    Err(RecvTimeoutError::Disconnected) => return Ok(()),
+                    Err(RecvTimeoutError::Disconnected) => return Ok(Stopped),
                 }
             } else {
                 backlog.extend(self.records.try_iter().take(BATCH));
             }
-            if !backlog.is_empty() {
-                let n = backlog.len().min(BATCH);
+            if matches!(backlog.front(), Some(Record::Leave)) {
+                sweep::leave(self, con, shas)?;
+                return Ok(Stopped);
+            }
+            let n = backlog
+                .iter()
+                .take(BATCH)
+                .position(|r| matches!(r, Record::Leave))
+                .unwrap_or(backlog.len().min(BATCH));
+            if n > 0 {
                 let batch: Vec<&Record> = backlog.range(..n).collect();
-                self.write(con, shas, &batch)?;
+                self.write_or_drop(con, shas, &batch)?;
                 backlog.drain(..n);
             }
-            if Instant::now() >= next_beat {
-                self.beat(con)?;
-                self.sweep(con, shas)?;
-                next_beat = Instant::now() + every;
+            if let Some(s) = &mut sweeping {
+                if s.page(con, shas)? {
+                    sweeping = None;
+                }
             }
+        }
+    }
+
+    /// [`Writer::write`], except that a refusal by Redis (not a lost link)
+    /// drops the batch: logged, its claims admitted.
+    fn write_or_drop(
+        &self,
+        con: &mut Connection,
+        shas: &Shas,
+        batch: &[&Record],
+    ) -> RedisResult<()> {
+        match self.write(con, shas, batch) {
+            Err(e) if !(e.is_io_error() || e.is_connection_dropped() || e.is_timeout()) => {
+                warn!(
+                    "registry: Redis refused {} record(s): {e}; dropped",
+                    batch.len()
+                );
+                for r in batch {
+                    if let Record::Claim { conn, .. } = r {
+                        self.admit(*conn, true);
+                    }
+                }
+                Ok(())
+            }
+            other => other,
         }
     }
 
     /// One pipeline for `batch`, in order; each claim's verdict goes back to
     /// its reactor.
-    fn write(&self, con: &mut Connection, shas: &Shas, batch: &[&Record]) -> RedisResult<()> {
+    pub(super) fn write(
+        &self,
+        con: &mut Connection,
+        shas: &Shas,
+        batch: &[&Record],
+    ) -> RedisResult<()> {
         let node = self.dir.node();
         let mut pipe = redis::pipe();
         for r in batch {
@@ -139,6 +200,7 @@ impl Writer {
                     leave_call(&mut pipe, &shas.leave, node, id, app, user);
                     continue;
                 }
+                Record::Leave => continue,
             };
             let u = keys::user_key(&c.app, &c.user);
             pipe.cmd("EVALSHA")
@@ -156,83 +218,39 @@ impl Writer {
                 .arg(max);
         }
         let verdicts: Vec<i64> = pipe.query(con)?;
-        for (r, v) in batch.iter().zip(verdicts) {
+        let written = batch.iter().filter(|r| !matches!(r, Record::Leave));
+        for (r, v) in written.zip(verdicts) {
             if let Record::Claim { conn, .. } = r {
-                if let Some(inbox) = self.dir.inboxes().get(usize::from(conn.reactor)) {
-                    inbox.control(Control::Admit {
-                        conn: *conn,
-                        admitted: v != -1,
-                    });
-                }
+                self.admit(*conn, v != -1);
             }
         }
         Ok(())
     }
 
-    fn is_alive(&self, con: &mut Connection) -> RedisResult<bool> {
-        redis::cmd("EXISTS")
-            .arg(keys::alive(self.dir.node()))
-            .query(con)
+    fn admit(&self, conn: crate::hub::registry::ConnRef, admitted: bool) {
+        if let Some(inbox) = self.dir.inboxes().get(usize::from(conn.reactor)) {
+            inbox.control(Control::Admit { conn, admitted });
+        }
     }
 
-    /// Marks this node alive for another `ttl`.
-    fn beat(&self, con: &mut Connection) -> RedisResult<()> {
+    /// Marks this node alive for another `ttl`; `false` when the key was
+    /// gone (this node had been taken for dead).
+    fn beat(&self, con: &mut Connection) -> RedisResult<bool> {
         let node = self.dir.node();
-        redis::pipe()
+        let (was,): (Option<String>,) = redis::pipe()
             .cmd("SET")
             .arg(keys::alive(node))
             .arg(1)
             .arg("PX")
             .arg(self.ttl.as_millis() as u64)
-            .ignore()
+            .arg("GET")
             .cmd("SADD")
             .arg(keys::NODES)
             .arg(node)
             .ignore()
-            .query(con)
+            .query(con)?;
+        Ok(was.is_some())
     }
-
-    /// Removes the entries of every registered node that is no longer
-    /// alive.
-    fn sweep(&self, con: &mut Connection, shas: &Shas) -> RedisResult<()> {
-        let nodes: Vec<String> = redis::cmd("SMEMBERS").arg(keys::NODES).query(con)?;
-        for node in nodes.iter().filter(|n| *n != self.dir.node()) {
-            let alive: bool = redis::cmd("EXISTS").arg(keys::alive(node)).query(con)?;
-            if !alive {
-                let n = remove_entries(con, shas, node)?;
-                redis::cmd("SREM")
-                    .arg(keys::NODES)
-                    .arg(node)
-                    .query::<()>(con)?;
-                info!("registry: node {node} is gone; removed its {n} connection(s)");
-            }
-        }
-        Ok(())
-    }
-
-    /// After an outage long enough for this node to be taken for dead:
-    /// clear what it had, and write every open stream again.
-    fn resync(&self, con: &mut Connection, shas: &Shas) -> RedisResult<()> {
-        let old = remove_entries(con, shas, self.dir.node())?;
-        let open: Vec<ConnInfo> = self.dir.list_local(None, None);
-        for chunk in open.chunks(BATCH) {
-            let records: Vec<Record> = chunk.iter().cloned().map(Record::Open).collect();
-            let refs: Vec<&Record> = records.iter().collect();
-            self.write(con, shas, &refs)?;
-        }
-        warn!(
-            "registry: this node was taken for dead while Redis was unreachable; \
-             re-registered {} stream(s) (had {old})",
-            open.len()
-        );
-        Ok(())
-    }
-}
-
-/// The script hashes, after `SCRIPT LOAD`.
-struct Shas {
-    join: String,
-    leave: String,
 }
 
 /// Loads the scripts (again after every reconnect: Redis may have
@@ -247,7 +265,15 @@ fn load_scripts(con: &mut Connection) -> RedisResult<Shas> {
     })
 }
 
-fn leave_call(pipe: &mut redis::Pipeline, sha: &str, node: &str, id: &str, app: &str, user: &str) {
+/// Adds a `LEAVE` of connection `id` (written by `node`) to `pipe`.
+pub(super) fn leave_call(
+    pipe: &mut redis::Pipeline,
+    sha: &str,
+    node: &str,
+    id: &str,
+    app: &str,
+    user: &str,
+) {
     let u = keys::user_key(app, user);
     pipe.cmd("EVALSHA")
         .arg(sha)
@@ -258,36 +284,4 @@ fn leave_call(pipe: &mut redis::Pipeline, sha: &str, node: &str, id: &str, app: 
         .arg(id)
         .arg(&u)
         .arg(user);
-}
-
-/// Removes every entry `node` wrote (announcing last disconnections), then
-/// its index; returns how many there were.
-fn remove_entries(con: &mut Connection, shas: &Shas, node: &str) -> RedisResult<usize> {
-    let index = keys::node_index(node);
-    let mut cursor: u64 = 0;
-    let mut removed = 0;
-    loop {
-        let (next, pairs): (u64, Vec<(String, String)>) = redis::cmd("HSCAN")
-            .arg(&index)
-            .arg(cursor)
-            .arg("COUNT")
-            .arg(BATCH)
-            .query(con)?;
-        let mut pipe = redis::pipe();
-        for (id, u) in &pairs {
-            if let Some((app, user)) = keys::parse_user_key(u) {
-                leave_call(&mut pipe, &shas.leave, node, id, app, user);
-                removed += 1;
-            }
-        }
-        if !pairs.is_empty() {
-            pipe.query::<()>(con)?;
-        }
-        if next == 0 {
-            break;
-        }
-        cursor = next;
-    }
-    redis::cmd("DEL").arg(&index).query::<()>(con)?;
-    Ok(removed)
 }

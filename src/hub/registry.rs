@@ -138,6 +138,9 @@ pub enum Record {
         app: Box<str>,
         user: Box<str>,
     },
+    /// This node stops (sent after its reactors ended): remove what is left
+    /// of it and its alive key, so that no other node lists it any longer.
+    Leave,
 }
 
 /// `GET /connections/{app}[/{user}]` asked on the public listener by a

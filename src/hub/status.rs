@@ -3,7 +3,7 @@
 //! connection code and the admin listener read it. Relaxed atomics: each
 //! value is independent.
 
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};
 
 /// Redis link state as `/health` shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +23,10 @@ pub struct IngestStatus {
     pub rejected: AtomicU64,
     /// Times the Redis link was (re)established.
     pub redis_connects: AtomicU64,
+    /// With the Redis registry: whether its writer's link is up. While it
+    /// is not, streams are not held for the cluster-wide per-user count
+    /// (the local limit still applies).
+    pub registry_up: AtomicBool,
 }
 
 impl IngestStatus {
@@ -37,6 +41,7 @@ impl IngestStatus {
             published: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             redis_connects: AtomicU64::new(0),
+            registry_up: AtomicBool::new(false),
         }
     }
 

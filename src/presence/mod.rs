@@ -174,30 +174,36 @@ impl Presence {
     }
 
     /// The cluster scope: `change`, decided by the cluster, goes into the
-    /// mirror (before it is announced, like a local change).
-    pub fn mirror(&self, change: &Change) {
+    /// mirror (before it is announced, like a local change). Returns whether
+    /// the mirror changed (a repeat does not).
+    pub fn mirror(&self, change: &Change) -> bool {
         let Some(mirror) = &self.mirror else {
-            return;
+            return false;
         };
         let (Change::Joined { app, user } | Change::Left { app, user }) = change;
         let i = self.shard_index(app, user);
         let mut counts = mirror[i].lock().unwrap_or_else(|p| p.into_inner());
-        match change {
-            Change::Joined { .. } => {
-                counts
-                    .entry_ref(&**app)
-                    .or_default()
-                    .insert(user.clone(), 1);
-            }
+        let changed = match change {
+            Change::Joined { .. } => counts
+                .entry_ref(&**app)
+                .or_default()
+                .insert(user.clone(), 1)
+                .is_none(),
             Change::Left { .. } => {
-                if let Some(users) = counts.get_mut(&**app) {
-                    users.remove(&**user);
-                    if users.is_empty() {
-                        counts.remove(&**app);
-                    }
+                let Some(users) = counts.get_mut(&**app) else {
+                    return false;
+                };
+                let gone = users.remove(&**user).is_some();
+                if users.is_empty() {
+                    counts.remove(&**app);
                 }
+                gone
             }
+        };
+        if changed {
+            self.decided.fetch_add(1, Ordering::SeqCst);
         }
+        changed
     }
 
     /// The cluster scope: replaces the mirror with `online` (app, user)

@@ -71,17 +71,17 @@ fn the_cluster_scope_lists_the_mirror_and_has_no_local_feed() {
         app: "shop".into(),
         user: u.into(),
     };
-    p.mirror(&joined("far"));
-    p.mirror(&joined("far")); // a repeat changes nothing
+    assert!(p.mirror(&joined("far")));
+    assert!(!p.mirror(&joined("far")), "a repeat changes nothing");
     let v = p.on_connection("shop", Some("me"), 1 << 20);
     assert_eq!(
         v,
         serde_json::json!({"users": ["me", "far"], "truncated": false})
     );
-    p.mirror(&Change::Left {
+    assert!(p.mirror(&Change::Left {
         app: "shop".into(),
         user: "far".into(),
-    });
+    }));
     let v = p.on_connection("shop", None, 1 << 20);
     assert_eq!(v, serde_json::json!({"users": [], "truncated": false}));
     p.mirror_reset([("shop".into(), "x".into()), ("blog".into(), "y".into())]);
@@ -89,7 +89,7 @@ fn the_cluster_scope_lists_the_mirror_and_has_no_local_feed() {
     assert_eq!(v, serde_json::json!({"users": ["y"], "truncated": false}));
     // The local scope has no mirror.
     let local = Presence::new(0, None, true, Scope::Local, 10);
-    local.mirror(&joined("far"));
+    assert!(!local.mirror(&joined("far")));
     assert_eq!(
         local.on_connection("shop", None, 1 << 20)["users"],
         serde_json::json!([])

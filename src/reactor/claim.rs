@@ -7,13 +7,17 @@
 //!   connection is `Waiting`), a [`Record::Claim`] goes to the registry
 //!   writer, and [`Control::Admit`] brings the verdict: the stream starts,
 //!   or the client gets 503 `Retry-After` like the local limit.
-//! - A claim not answered within [`CLAIM_TIMEOUT_MS`] (Redis unreachable)
-//!   is answered 503 with `Retry-After`, never held; so is a client whose
-//!   connection closes while parked, silently. Either way the claim is
+//! - While the registry's Redis link is down no stream is held: the local
+//!   limit alone applies (herald keeps serving when Redis is down).
+//! - A claim not answered within [`WAIT_TIMEOUT_MS`] (Redis stuck) is
+//!   answered 503 with `Retry-After`, never held; a client whose connection
+//!   closes while parked just leaves. Either way the claim is
 //!   withdrawn (a [`Record::Close`]), so the registry keeps no entry for a
 //!   stream that never ran.
 
-use super::{Core, Transport};
+use std::sync::atomic::Ordering;
+
+use super::{Core, Transport, WAIT_TIMEOUT_MS};
 use crate::conn::auth::Identity;
 use crate::conn::response::{self, Problem};
 use crate::conn::route::StreamRequest;
@@ -21,15 +25,13 @@ use crate::conn::session;
 use crate::conn::State;
 use crate::hub::registry::{ConnInfo, ConnRef, Record};
 
-/// How long a parked stream waits for the registry's verdict.
-pub const CLAIM_TIMEOUT_MS: u64 = 5000;
-
 impl<T: Transport> Core<T> {
     /// Whether this stream must be counted by the cluster before it starts.
     pub(super) fn needs_claim(&self, req: &StreamRequest) -> bool {
         self.shared.records.is_some()
             && self.shared.cfg.max_connections_per_user > 0
             && req.identity.user.is_some()
+            && self.shared.status.registry_up.load(Ordering::Relaxed)
     }
 
     /// Parks `req` and asks the registry writer to count it.
@@ -46,7 +48,8 @@ impl<T: Transport> Core<T> {
         };
         let _ = records.send(Record::Claim { info, conn });
         self.set_state(key, State::Waiting);
-        self.claims.push((key, gen), now_ms + CLAIM_TIMEOUT_MS);
+        self.conns[key as usize].head = None;
+        self.waits.push((key, gen), now_ms + WAIT_TIMEOUT_MS);
         self.parked.insert(key, req);
     }
 
@@ -66,13 +69,17 @@ impl<T: Transport> Core<T> {
         }
     }
 
-    /// Answers the claims the registry left unanswered too long.
-    pub(super) fn expire_claims(&mut self, now_ms: u64) {
-        while let Some((key, gen)) = self.claims.pop_expired(now_ms) {
-            if !self.alive(key, gen) || !self.parked.contains_key(&key) {
+    /// Answers what was handed off and not answered in time: a claim, or a
+    /// connection listing.
+    pub(super) fn expire_waits(&mut self, now_ms: u64) {
+        while let Some((key, gen)) = self.waits.pop_expired(now_ms) {
+            if !self.alive(key, gen) || self.conns[key as usize].state != State::Waiting {
                 continue;
             }
-            let cors = self.parked[&key].cors.clone();
+            let cors = match self.parked.get(&key) {
+                Some(req) => req.cors.clone(),
+                None => String::new(),
+            };
             self.withdraw_claim(key);
             let body = response::problem(
                 Problem::ServerFull,

@@ -34,6 +34,7 @@ mod index;
 mod input;
 mod output;
 mod registry;
+mod shared;
 mod slot;
 pub mod stats;
 #[cfg(test)]
@@ -45,26 +46,22 @@ mod users;
 mod views;
 
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Receiver;
 use hashbrown::HashMap;
 use log::{info, trace, warn};
 use slab::Slab;
 
-use crate::config::Config;
-use crate::conn::auth::Verifier;
-use crate::conn::ratelimit::RateLimiter;
 use crate::conn::route::StreamRequest;
 use crate::conn::State;
 use crate::hub::history::History;
 use crate::hub::inbox::Msg;
-use crate::hub::registry::{ConnRef, IdCodec, Query, Record};
-use crate::hub::status::IngestStatus;
+use crate::hub::registry::ConnRef;
 use crate::hub::Event;
-use crate::presence::{Presence, Scope};
 
+pub use shared::Shared;
 use slot::{Conn, Pending};
 pub use stats::Stats;
 use stats::Why;
@@ -78,6 +75,9 @@ pub const ACCEPT_BATCH: usize = 256;
 pub const INBOX_BATCH: usize = 256;
 /// Inbox drains (of [`INBOX_BATCH`] each) before a stream starts.
 const CATCH_UP_ROUNDS: usize = 64;
+/// How long a connection waits for work handed off (a listing, a claim)
+/// before it is answered 503.
+pub const WAIT_TIMEOUT_MS: u64 = 10_000;
 /// How long a refused connection may linger so its response is not lost to a
 /// reset.
 const CLOSE_LINGER_MS: u64 = 2000;
@@ -88,66 +88,6 @@ const POOL_BUFFER_BYTES: usize = 16 * 1024;
 const GEN_MASK: u32 = 0x00ff_ffff;
 /// Buffers that grew past this are freed rather than pooled.
 const POOL_BUFFER_KEEP: usize = 64 * 1024;
-
-/// Read-only state every reactor sees, plus the one process-wide count.
-pub struct Shared {
-    pub cfg: Arc<Config>,
-    pub verifier: Verifier,
-    /// Ingest state, for `GET /health`.
-    pub status: Arc<IngestStatus>,
-    /// Client connections open across all reactors (for `MAX_CONNECTIONS`):
-    /// one atomic add per accept and one subtract per close.
-    pub open: AtomicUsize,
-    /// Who is online across reactors (presence events, per-user limit).
-    pub presence: Arc<Presence>,
-    /// `/sse` attempts per client address, across reactors.
-    pub limiter: RateLimiter,
-    /// Connection ids (shared with the admin side, which decodes them).
-    pub ids: IdCodec,
-    /// Where public-listener connection listings are answered (the server
-    /// sets it; without it they get 503).
-    pub queries: Option<Sender<Query>>,
-    /// With the Redis registry: where user streams' opens and closes go.
-    pub records: Option<Sender<Record>>,
-}
-
-impl Shared {
-    /// What every reactor shares, built from the configuration: presence
-    /// (announcing to `feed` when presence events are on) and the rate
-    /// limiter as configured, nothing open yet.
-    pub fn new(
-        cfg: Arc<Config>,
-        verifier: Verifier,
-        status: Arc<IngestStatus>,
-        feed: Option<crossbeam_channel::Sender<crate::presence::Change>>,
-    ) -> Self {
-        let scope = if cfg.registry_redis {
-            Scope::Cluster
-        } else {
-            Scope::Local
-        };
-        let presence = Presence::new(
-            cfg.max_connections_per_user,
-            feed,
-            cfg.presence_events,
-            scope,
-            cfg.presence_list_max,
-        );
-        let limiter = RateLimiter::new(cfg.rate_limit_per_min, cfg.rate_limit_burst);
-        let seed = uuid::Uuid::new_v4().as_u128() as u64;
-        Self {
-            cfg,
-            verifier,
-            status,
-            open: AtomicUsize::new(0),
-            presence: Arc::new(presence),
-            limiter,
-            ids: IdCodec::new(seed),
-            queries: None,
-            records: None,
-        }
-    }
-}
 
 /// One reactor's core, driven through the transport `T`.
 pub struct Core<T> {
@@ -164,10 +104,10 @@ pub struct Core<T> {
     pool: Vec<Vec<u8>>,
     head_timeouts: Deadlines,
     lingers: Deadlines,
-    /// Streams waiting for the cluster's per-user count ([`claim`]), and
-    /// when each gives up.
+    /// Streams waiting for the cluster's per-user count ([`claim`]).
     parked: HashMap<u32, StreamRequest>,
-    claims: Deadlines,
+    /// When each `Waiting` connection (a claim or a listing) gives up.
+    waits: Deadlines,
     /// Presence views of streams that started while announcements were in
     /// flight ([`views`]).
     views: HashMap<u32, views::View>,
@@ -221,7 +161,7 @@ impl<T: Transport> Core<T> {
             head_timeouts: Deadlines::new(),
             lingers: Deadlines::new(),
             parked: HashMap::new(),
-            claims: Deadlines::new(),
+            waits: Deadlines::new(),
             views: HashMap::new(),
             heartbeats,
             epoch_ms: now_s * 1000,

@@ -66,6 +66,9 @@ impl<T: Transport> Core<T> {
             cors,
         };
         self.set_state(key, State::Waiting);
+        self.conns[key as usize].head = None;
+        let gen = query.conn.gen;
+        self.waits.push((key, gen), now_ms + super::WAIT_TIMEOUT_MS);
         let refused = match &self.shared.queries {
             Some(queries) => queries.try_send(query).err().map(|e| e.into_inner()),
             None => Some(query),

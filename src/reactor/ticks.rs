@@ -17,7 +17,7 @@ impl<T: Transport> Core<T> {
     /// heartbeat wheel's resolution).
     pub fn next_timeout(&self, now_ms: u64) -> u64 {
         let mut t: u64 = 1000 - now_ms % 1000; // the next whole second
-        for d in [&self.head_timeouts, &self.lingers, &self.claims] {
+        for d in [&self.head_timeouts, &self.lingers, &self.waits] {
             if let Some(n) = d.next_in(now_ms) {
                 t = t.min(n);
             }
@@ -38,7 +38,7 @@ impl<T: Transport> Core<T> {
                 None => self.close(key, super::Why::Idle),
             }
         }
-        self.expire_claims(now_ms);
+        self.expire_waits(now_ms);
         while let Some((key, gen)) = self.lingers.pop_expired(now_ms) {
             if self.alive(key, gen) {
                 self.close(key, super::Why::Responded);

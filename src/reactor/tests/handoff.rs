@@ -7,7 +7,8 @@ use crossbeam_channel::Receiver;
 
 use super::*;
 use crate::hub::registry::{Control, Query, Record};
-use crate::reactor::claim::CLAIM_TIMEOUT_MS;
+use crate::reactor::WAIT_TIMEOUT_MS;
+use std::sync::atomic::Ordering;
 
 fn listing_rig() -> (Rig, Receiver<Query>) {
     let (tx, rx) = crossbeam_channel::bounded(1);
@@ -67,7 +68,8 @@ fn a_listing_waits_off_the_reactor_for_its_answer() {
 fn claim_rig() -> (Rig, Receiver<Record>) {
     let (tx, rx) = crossbeam_channel::unbounded();
     let r = rig_with(&[("MAX_CONNECTIONS_PER_USER", "1")], |s| {
-        s.records = Some(tx)
+        s.records = Some(tx);
+        s.status.registry_up.store(true, Ordering::Relaxed);
     });
     (r, rx)
 }
@@ -143,9 +145,9 @@ fn an_unanswered_claim_gives_up_and_a_closed_one_is_withdrawn() {
     let a = r.connect();
     assert!(r.input(a, &request_as("u1")));
     let (info, _) = claim(&records);
-    r.tick(T0 + CLAIM_TIMEOUT_MS - 1);
+    r.tick(T0 + WAIT_TIMEOUT_MS - 1);
     assert!(r.wire(a).is_empty());
-    r.tick(T0 + CLAIM_TIMEOUT_MS);
+    r.tick(T0 + WAIT_TIMEOUT_MS);
     assert!(r.wire(a).starts_with("HTTP/1.1 503 "), "{}", r.wire(a));
     assert!(r.wire(a).contains("did not answer"));
     assert!(matches!(records.try_recv(), Ok(Record::Close { id, .. }) if id == info.id));

@@ -1,0 +1,76 @@
+//! What every reactor of the process shares: the configuration, the JWT
+//! verifier, ingest state, the open-connection count, presence, the rate
+//! limiter, connection ids, and where hand-offs go (listings, registry
+//! records). Read-only but for atomics and the presence locks.
+
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+
+use crossbeam_channel::Sender;
+
+use crate::config::Config;
+use crate::conn::auth::Verifier;
+use crate::conn::ratelimit::RateLimiter;
+use crate::hub::registry::{IdCodec, Query, Record};
+use crate::hub::status::IngestStatus;
+use crate::presence::{Presence, Scope};
+
+/// Read-only state every reactor sees, plus the one process-wide count.
+pub struct Shared {
+    pub cfg: Arc<Config>,
+    pub verifier: Verifier,
+    /// Ingest state, for `GET /health`.
+    pub status: Arc<IngestStatus>,
+    /// Client connections open across all reactors (for `MAX_CONNECTIONS`):
+    /// one atomic add per accept and one subtract per close.
+    pub open: AtomicUsize,
+    /// Who is online across reactors (presence events, per-user limit).
+    pub presence: Arc<Presence>,
+    /// `/sse` attempts per client address, across reactors.
+    pub limiter: RateLimiter,
+    /// Connection ids (shared with the admin side, which decodes them).
+    pub ids: IdCodec,
+    /// Where public-listener connection listings are answered (the server
+    /// sets it; without it they get 503).
+    pub queries: Option<Sender<Query>>,
+    /// With the Redis registry: where user streams' opens and closes go.
+    pub records: Option<Sender<Record>>,
+}
+
+impl Shared {
+    /// What every reactor shares, built from the configuration: presence
+    /// (announcing to `feed` when presence events are on) and the rate
+    /// limiter as configured, nothing open yet.
+    pub fn new(
+        cfg: Arc<Config>,
+        verifier: Verifier,
+        status: Arc<IngestStatus>,
+        feed: Option<crossbeam_channel::Sender<crate::presence::Change>>,
+    ) -> Self {
+        let scope = if cfg.registry_redis {
+            Scope::Cluster
+        } else {
+            Scope::Local
+        };
+        let presence = Presence::new(
+            cfg.max_connections_per_user,
+            feed,
+            cfg.presence_events,
+            scope,
+            cfg.presence_list_max,
+        );
+        let limiter = RateLimiter::new(cfg.rate_limit_per_min, cfg.rate_limit_burst);
+        let seed = uuid::Uuid::new_v4().as_u128() as u64;
+        Self {
+            cfg,
+            verifier,
+            status,
+            open: AtomicUsize::new(0),
+            presence: Arc::new(presence),
+            limiter,
+            ids: IdCodec::new(seed),
+            queries: None,
+            records: None,
+        }
+    }
+}

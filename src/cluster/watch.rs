@@ -22,13 +22,9 @@ use redis::RedisResult;
 
 use super::{keys, Directory};
 use crate::hub::{Hub, Now};
-use crate::presence::{announcement, Change, Presence, FEED_BATCH};
+use crate::presence::{announcement, Change, Presence, FEED_BATCH, FEED_LINGER};
 
 const IDLE: Duration = Duration::from_secs(2);
-/// How long a burst of presence changes is gathered before it is announced:
-/// each announcement wakes every reactor, so a cluster-wide connect storm
-/// wakes them once a millisecond, not once a connect.
-const LINGER: Duration = Duration::from_millis(1);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
@@ -83,7 +79,7 @@ impl Watch {
                     // with it: one wake-up of the reactors per burst.
                     let mut changes = Vec::new();
                     self.on_message(&msg, &mut changes);
-                    let burst = ps.set_read_timeout(Some(LINGER)).map(|()| {
+                    let burst = ps.set_read_timeout(Some(FEED_LINGER)).map(|()| {
                         while changes.len() < FEED_BATCH {
                             match ps.get_message() {
                                 Ok(msg) => self.on_message(&msg, &mut changes),

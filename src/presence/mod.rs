@@ -296,14 +296,12 @@ impl Presence {
 /// the changes were decided, until every sender is gone. `now` reads the
 /// clocks for each announcement.
 ///
-/// Changes that queued up meanwhile (a connection burst) go out together,
-/// up to [`FEED_BATCH`] at a time: one hub ticket and one wake-up per
-/// reactor for the lot, not one per change. It does not wait for more:
-/// `on-connection` lists a user from the moment its arrival is decided, so
-/// the announcement should follow at once.
+/// Changes that come within [`FEED_LINGER`] of the first (a connection
+/// burst) go out together, up to [`FEED_BATCH`] at a time: one hub ticket
+/// and one wake-up per reactor for the lot, not one per change.
 pub fn run_feed(changes: Receiver<Change>, presence: &Presence, hub: &Hub, now: impl Fn() -> Now) {
     while let Ok(first) = changes.recv() {
-        let batch = gather(&changes, first, FEED_BATCH, Duration::ZERO);
+        let batch = gather(&changes, first, FEED_BATCH, FEED_LINGER);
         let n = batch.len();
         hub.announce(batch.into_iter().map(announcement).collect(), now());
         presence.note_announced(n);
@@ -326,6 +324,11 @@ pub fn gather<T>(rx: &Receiver<T>, first: T, max: usize, linger: Duration) -> Ve
 
 /// Presence changes announced together at most.
 pub const FEED_BATCH: usize = 1024;
+/// How long a burst of presence changes is gathered before it is announced:
+/// each announcement wakes every reactor, so a connect storm wakes them once
+/// a millisecond, not once a connect. (A listener that starts meanwhile
+/// lists the user and is not told again: `reactor::views`.)
+pub const FEED_LINGER: Duration = Duration::from_millis(1);
 
 /// The event a change is announced as.
 pub fn announcement(change: Change) -> Internal {

@@ -250,7 +250,10 @@ pub fn run(prepared: Prepared) -> Result<(), StartError> {
         backend.name(),
         dir,
     );
-    spawn("admin", move || admin.serve(admin_listener))?;
+    let admin = Arc::new(admin);
+    spawn("admin", move || {
+        crate::admin::listener::serve(admin, admin_listener)
+    })?;
 
     sys::notify::ready(&format!("listening on {}", cfg.listen_addr));
     sys::notify::start_watchdog();

@@ -1,37 +1,56 @@
 //! The admin listener (`ADMIN_ADDR`, loopback by default): `GET /health`,
-//! `GET /stats` (JSON), `GET /metrics` (Prometheus, [`metrics`]) and
-//! `POST /publish` (SPEC §4). `ADMIN_TOKEN`, when set, guards every
-//! endpoint but `/health`; `PUBLISH_TOKEN` also opens `/publish`. Low volume, so it is a plain blocking server on
-//! its own thread, one request per connection, with read timeouts; it never
-//! touches a reactor except through the hub.
+//! `GET /stats` (JSON), `GET /metrics` (Prometheus, [`metrics`]),
+//! `POST /publish` (SPEC §4) and `/connections` ([`connections`]).
+//! `ADMIN_TOKEN`, when set, guards every endpoint but `/health`;
+//! `PUBLISH_TOKEN` also opens `/publish`.
+//!
+//! [`listener`] reads heads and answers what a head decides (health, every
+//! refusal) on one `poll` thread; [`Admin::classify`] is that decision. What
+//! passes goes to a few worker threads ([`Admin::work`]), which read the
+//! body (`PUBLISH_MAX_BYTES`, read as it arrives, never reserved up front)
+//! and do the work. It never touches a reactor except through the hub and
+//! the connection directory.
 
+mod body;
 pub mod connections;
+pub mod listener;
 pub mod metrics;
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Write;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use log::{debug, warn};
+use log::debug;
 
 use crate::cluster::Directory;
 use crate::config::Config;
-use crate::conn::http::{parse_head, Head, Method, Request, MAX_HEAD_BYTES};
+use crate::conn::http::{Method, Request};
 use crate::conn::response::{self, Problem};
 use crate::hub::status::{IngestStatus, RedisState};
 use crate::hub::{envelope, Hub};
 use crate::ingest::RateLimitedLog;
 use crate::reactor::stats::Counters;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 
-/// Largest publish body accepted.
-pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
-const IO_TIMEOUT: Duration = Duration::from_secs(10);
-/// Time allowed to send a whole request (head and body).
-const REQUEST_DEADLINE: Duration = Duration::from_secs(30);
-/// Admin connections served concurrently.
-pub const MAX_CONCURRENT: usize = 64;
+/// What a request head was classified as ([`Admin::classify`]).
+pub(super) enum Route {
+    /// Answered on the head.
+    Answer(Vec<u8>),
+    Stats,
+    Metrics,
+    Publish,
+    /// `/connections/` and what follows.
+    Connections(String),
+}
+
+/// A request for a worker: its connection, head, route and the body bytes
+/// that came with the head.
+pub(super) struct Job {
+    stream: std::net::TcpStream,
+    req: Request,
+    route: Route,
+    body: Vec<u8>,
+}
 
 pub struct Admin {
     cfg: Arc<Config>,
@@ -67,150 +86,102 @@ impl Admin {
         }
     }
 
-    /// Serves until the process exits: each connection on its own thread,
-    /// at most [`MAX_CONCURRENT`] at once (beyond that a quick 503), each
-    /// with one deadline for its whole request, so stalled or trickling
-    /// clients cannot hold up publishers.
-    pub fn serve(self, listener: TcpListener) {
-        let admin = Arc::new(self);
-        let busy = Arc::new(AtomicUsize::new(0));
-        for stream in listener.incoming() {
-            let stream = match stream {
-                Ok(s) => s,
-                Err(e) => {
-                    warn!("admin: accept failed: {e}");
-                    continue;
-                }
-            };
-            if busy.fetch_add(1, Relaxed) >= MAX_CONCURRENT {
-                busy.fetch_sub(1, Relaxed);
-                refuse_busy(stream);
-                continue;
-            }
-            let (worker_admin, worker_busy) = (admin.clone(), busy.clone());
-            let spawned = std::thread::Builder::new()
-                .name("admin-conn".into())
-                .spawn(move || {
-                    worker_admin.handle_logged(stream);
-                    worker_busy.fetch_sub(1, Relaxed);
-                });
-            if let Err(e) = spawned {
-                busy.fetch_sub(1, Relaxed);
-                warn!("admin: cannot spawn a connection thread: {e}");
-            }
-        }
-    }
-
-    fn handle_logged(&self, stream: TcpStream) {
-        if let Err(e) = self.handle(stream) {
-            debug!("admin: connection ended: {e}");
-        }
-    }
-
-    fn handle(&self, stream: TcpStream) -> std::io::Result<()> {
-        stream.set_write_timeout(Some(IO_TIMEOUT))?;
-        // One deadline for the whole request, not per read: a client that
-        // trickles a byte at a time still gets cut.
-        let mut stream = DeadlineStream {
-            stream,
-            deadline: Instant::now() + REQUEST_DEADLINE,
-        };
-        let mut buf = Vec::with_capacity(1024);
-        let mut chunk = [0u8; 4096];
-        let req = loop {
-            let n = stream.read(&mut chunk)?;
-            if n == 0 {
-                return Ok(());
-            }
-            buf.extend_from_slice(&chunk[..n]);
-            match parse_head(&buf) {
-                Head::Partial => continue,
-                Head::Complete(req) => break req,
-                Head::TooLarge => {
-                    let detail = format!("request head must fit in {MAX_HEAD_BYTES} bytes");
-                    return stream.write_all(&response::problem(
-                        Problem::HeadersTooLarge,
-                        &detail,
-                        "",
-                    ));
-                }
-                Head::Bad(detail) => {
-                    return stream.write_all(&response::problem(Problem::BadRequest, detail, ""));
-                }
-            }
-        };
-        let body_start = req.head_len;
-        let reply = self.route(&req, &mut stream, buf.split_off(body_start))?;
-        stream.write_all(&reply)
-    }
-
-    fn route(
-        &self,
-        req: &Request,
-        stream: &mut DeadlineStream,
-        body_prefix: Vec<u8>,
-    ) -> std::io::Result<Vec<u8>> {
+    /// What a request head gets: an answer decided on the head alone
+    /// (health, every refusal), or work for a worker.
+    pub(super) fn classify(&self, req: &Request) -> Route {
         let not_allowed = |allow: &str| {
-            response::problem(
+            Route::Answer(response::problem(
                 Problem::MethodNotAllowed,
                 &format!("{} accepts {allow}", req.path),
                 &format!("Allow: {allow}\r\n"),
-            )
+            ))
         };
-        Ok(match (req.path.as_str(), req.method()) {
-            ("/health", Method::Get) => {
-                response::simple(200, "application/json", "", &self.status.health_json())
+        let admin_only = |route: Route, what: &str| {
+            if self.authorized(req, &[&self.cfg.admin_token]) {
+                route
+            } else {
+                Route::Answer(unauthorized(&format!(
+                    "{what} needs Authorization: Bearer <ADMIN_TOKEN>"
+                )))
             }
-            ("/stats", Method::Get) => {
-                if self.authorized(req, &[&self.cfg.admin_token]) {
-                    response::simple(200, "application/json", "", &self.stats_json())
-                } else {
-                    unauthorized("GET /stats needs Authorization: Bearer <ADMIN_TOKEN>")
-                }
-            }
-            ("/stats", _) => not_allowed("GET"),
-            ("/metrics", Method::Get) => {
-                if self.authorized(req, &[&self.cfg.admin_token]) {
-                    let c = self.counters.snapshot();
-                    let text = metrics::render(&metrics::Sources {
-                        counters: &c,
-                        status: &self.status,
-                        inbox_stalls: self.inbox_stalls(),
-                        backend: self.backend,
-                    });
-                    response::simple(200, "text/plain; version=0.0.4; charset=utf-8", "", &text)
-                } else {
-                    unauthorized("GET /metrics needs Authorization: Bearer <ADMIN_TOKEN>")
-                }
-            }
-            ("/metrics", _) => not_allowed("GET"),
-            ("/health", _) => not_allowed("GET"),
-            ("/publish", Method::Post) => {
+        };
+        let get = matches!(req.method(), Method::Get | Method::Head);
+        match req.path.as_str() {
+            "/health" if get => Route::Answer(response::simple(
+                200,
+                "application/json",
+                "",
+                &self.status.health_json(),
+            )),
+            "/health" => not_allowed("GET, HEAD"),
+            "/stats" if get => admin_only(Route::Stats, "GET /stats"),
+            "/stats" => not_allowed("GET, HEAD"),
+            "/metrics" if get => admin_only(Route::Metrics, "GET /metrics"),
+            "/metrics" => not_allowed("GET, HEAD"),
+            "/publish" if req.method() == Method::Post => {
                 if !self.authorized(req, &[&self.cfg.publish_token, &self.cfg.admin_token]) {
-                    unauthorized(
+                    return Route::Answer(unauthorized(
                         "POST /publish needs Authorization: Bearer <PUBLISH_TOKEN or ADMIN_TOKEN>",
-                    )
-                } else {
-                    match read_body(req, stream, body_prefix)? {
-                        Ok(body) => self.publish(&body),
-                        Err(reply) => reply,
-                    }
-                }
-            }
-            ("/publish", _) => not_allowed("POST"),
-            (path, method) if path.starts_with("/connections/") => {
-                if !self.authorized(req, &[&self.cfg.admin_token]) {
-                    return Ok(unauthorized(
-                        "/connections needs Authorization: Bearer <ADMIN_TOKEN>",
                     ));
                 }
-                let rest = &path["/connections/".len()..];
-                connections::route(&self.dir, rest, method)
+                match body::check_length(req, self.cfg.publish_max_bytes) {
+                    Ok(()) => Route::Publish,
+                    Err(reply) => Route::Answer(reply),
+                }
             }
-            (other, _) => {
-                response::problem(Problem::NotFound, &format!("no such path: {other}"), "")
+            "/publish" => not_allowed("POST"),
+            path if path.starts_with("/connections/") => admin_only(
+                Route::Connections(path["/connections/".len()..].to_string()),
+                "/connections",
+            ),
+            other => Route::Answer(response::problem(
+                Problem::NotFound,
+                &format!("no such path: {other}"),
+                "",
+            )),
+        }
+    }
+
+    /// A worker's part: read the body if any, do the work, answer.
+    pub(super) fn work(&self, job: Job) {
+        let Job {
+            stream,
+            req,
+            route,
+            body,
+        } = job;
+        let mut stream = match body::DeadlineStream::new(stream) {
+            Ok(s) => s,
+            Err(e) => return debug!("admin: connection lost: {e}"),
+        };
+        let reply = match route {
+            Route::Answer(reply) => reply,
+            Route::Stats => response::simple(200, "application/json", "", &self.stats_json()),
+            Route::Metrics => {
+                let c = self.counters.snapshot();
+                let text = metrics::render(&metrics::Sources {
+                    counters: &c,
+                    status: &self.status,
+                    inbox_stalls: self.inbox_stalls(),
+                    backend: self.backend,
+                });
+                response::simple(200, "text/plain; version=0.0.4; charset=utf-8", "", &text)
             }
-        })
+            Route::Connections(rest) => connections::route(&self.dir, &rest, req.method()),
+            Route::Publish => match body::read(&req, &mut stream, body, self.cfg.publish_max_bytes)
+            {
+                Ok(body) => self.publish(&body),
+                Err(e) => return debug!("admin: publish body not read: {e}"),
+            },
+        };
+        let reply = if req.method() == Method::Head {
+            response::head_only(reply)
+        } else {
+            reply
+        };
+        if let Err(e) = stream.write_all(&reply) {
+            debug!("admin: answer not sent: {e}");
+        }
     }
 
     /// Whether the request carries one of `tokens` (when none is set, the
@@ -233,7 +204,20 @@ impl Admin {
     }
 
     fn publish(&self, body: &[u8]) -> Vec<u8> {
-        match envelope::decode(body).and_then(|envs| self.hub.publish(envs, crate::ingest::now())) {
+        let max = self.cfg.publish_max_batch;
+        let decoded = envelope::decode(body).and_then(|envs| {
+            if envs.len() > max {
+                return Err(envelope::EnvelopeError {
+                    index: None,
+                    reason: format!(
+                        "a batch of {} envelopes is over PUBLISH_MAX_BATCH ({max})",
+                        envs.len()
+                    ),
+                });
+            }
+            self.hub.publish(envs, crate::ingest::now())
+        });
+        match decoded {
             Ok(n) => {
                 self.status.published.fetch_add(n as u64, Relaxed);
                 response::simple(
@@ -295,76 +279,6 @@ fn unauthorized(detail: &str) -> Vec<u8> {
         detail,
         "WWW-Authenticate: Bearer\r\n",
     )
-}
-
-/// Reads a `Content-Length` body. The inner `Err` is a ready refusal.
-fn read_body(
-    req: &Request,
-    stream: &mut DeadlineStream,
-    mut body: Vec<u8>,
-) -> std::io::Result<Result<Vec<u8>, Vec<u8>>> {
-    let Some(len) = req.content_length else {
-        return Ok(Err(response::problem(
-            Problem::BadRequest,
-            "POST /publish needs a Content-Length body",
-            "",
-        )));
-    };
-    if len > MAX_BODY_BYTES {
-        return Ok(Err(response::problem(
-            Problem::PayloadTooLarge,
-            &format!("body over {MAX_BODY_BYTES} bytes"),
-            "",
-        )));
-    }
-    if body.len() < len {
-        let have = body.len();
-        body.resize(len, 0);
-        stream.read_exact(&mut body[have..])?;
-    }
-    body.truncate(len);
-    Ok(Ok(body))
-}
-
-/// A connection whose reads all share one deadline.
-struct DeadlineStream {
-    stream: TcpStream,
-    deadline: Instant,
-}
-
-impl Read for DeadlineStream {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let left = self.deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "request not complete within its deadline",
-            ));
-        }
-        self.stream.set_read_timeout(Some(left))?;
-        self.stream.read(buf)
-    }
-}
-
-impl Write for DeadlineStream {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.stream.write(buf)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.stream.flush()
-    }
-}
-
-/// Over [`MAX_CONCURRENT`]: a quick 503 instead of a thread.
-fn refuse_busy(mut stream: TcpStream) {
-    let body = response::problem(
-        Problem::ServerFull,
-        "too many admin connections at once",
-        "Retry-After: 1\r\n",
-    );
-    let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
-    let _ = stream.write_all(&body);
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

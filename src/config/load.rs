@@ -132,6 +132,14 @@ impl Config {
                 "redis needs REDIS_URL (or REDIS_HOST)",
             ));
         }
+        let publish_max_bytes = env.parse("PUBLISH_MAX_BYTES", 1024 * 1024usize, "a byte count")?;
+        if !(1024..=256 * 1024 * 1024).contains(&publish_max_bytes) {
+            return Err(err("PUBLISH_MAX_BYTES", "expected 1024..=268435456"));
+        }
+        let publish_max_batch = env.parse("PUBLISH_MAX_BATCH", 10_000usize, "a count")?;
+        if !(1..=1_000_000).contains(&publish_max_batch) {
+            return Err(err("PUBLISH_MAX_BATCH", "expected 1..=1000000"));
+        }
         let registry_ttl_secs = env.parse("REGISTRY_NODE_TTL_SECONDS", 15u64, "seconds")?;
         if !(3..=3600).contains(&registry_ttl_secs) {
             return Err(err("REGISTRY_NODE_TTL_SECONDS", "expected 3..=3600"));
@@ -178,6 +186,8 @@ impl Config {
             registry_ttl_secs,
             cors,
             publish_token: env.get("PUBLISH_TOKEN"),
+            publish_max_bytes,
+            publish_max_batch,
             admin_token: env.get("ADMIN_TOKEN"),
             log_format: env.choice(
                 "APP_ENV",

@@ -133,6 +133,9 @@ pub struct Config {
     pub registry_ttl_secs: u64,
     pub cors: Cors,
     pub publish_token: Option<String>,
+    /// Largest `POST /publish` body (413 beyond) and batch (400 beyond).
+    pub publish_max_bytes: usize,
+    pub publish_max_batch: usize,
     pub admin_token: Option<String>,
     pub log_format: LogFormat,
     pub log_level: log::LevelFilter,

@@ -171,6 +171,16 @@ pub const VARS: &[(&str, &str, &str)] = &[
     ),
     ("PUBLISH_TOKEN", "", "bearer token for POST /publish"),
     (
+        "PUBLISH_MAX_BYTES",
+        "1048576",
+        "largest POST /publish body (413 beyond)",
+    ),
+    (
+        "PUBLISH_MAX_BATCH",
+        "10000",
+        "most envelopes in one POST /publish batch (400 beyond)",
+    ),
+    (
         "ADMIN_TOKEN",
         "",
         "bearer token for every admin endpoint but /health",

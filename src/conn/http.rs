@@ -114,8 +114,7 @@ fn build(req: &httparse::Request<'_, '_>, head_len: usize) -> Head {
         "DELETE" => Method::Delete,
         _ => Method::Other,
     };
-    let target = req.path.unwrap_or("/");
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let (path, query) = split_target(req.path.unwrap_or("/"));
     let mut out = Request {
         method: Some(method),
         path: path.to_string(),
@@ -142,9 +141,19 @@ fn build(req: &httparse::Request<'_, '_>, head_len: usize) -> Head {
         } else if h.name.eq_ignore_ascii_case("x-forwarded-for") {
             &mut out.forwarded_for
         } else if h.name.eq_ignore_ascii_case("content-length") {
-            match value.trim().parse::<usize>() {
+            // RFC 9112 §6.3: digits only, and once; anything looser is how
+            // a proxy in front and herald could disagree on where a body
+            // ends (request smuggling).
+            let digits = value.trim();
+            if out.content_length.is_some() {
+                return Head::Bad("Content-Length appears more than once");
+            }
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return Head::Bad("Content-Length must be digits only");
+            }
+            match digits.parse::<usize>() {
                 Ok(n) => out.content_length = Some(n),
-                Err(_) => return Head::Bad("Content-Length is not a number"),
+                Err(_) => return Head::Bad("Content-Length is too large"),
             }
             continue;
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
@@ -167,6 +176,23 @@ fn build(req: &httparse::Request<'_, '_>, head_len: usize) -> Head {
         }
     }
     Head::Complete(out)
+}
+
+/// The path and query of a request target; an absolute-form target
+/// (`http://host/sse?x`, RFC 9112 §3.2.2) is read as its origin form.
+fn split_target(target: &str) -> (&str, &str) {
+    let origin = match target
+        .strip_prefix("http://")
+        .or_else(|| target.strip_prefix("https://"))
+    {
+        None => target,
+        Some(rest) => match rest.find(['/', '?']) {
+            Some(i) if rest.as_bytes()[i] == b'/' => &rest[i..],
+            Some(i) => return ("/", &rest[i + 1..]),
+            None => return ("/", ""),
+        },
+    };
+    origin.split_once('?').unwrap_or((origin, ""))
 }
 
 fn is_used_header(name: &str) -> bool {
@@ -328,6 +354,47 @@ mod tests {
         // leading `+`, so `%+E` used to decode to 0x0E and `%+A` to a newline.
         for q in ["%+E", "a=%+A", "a=%+0", "%-1"] {
             assert!(parse_query(q).is_err(), "{q}");
+        }
+    }
+
+    #[test]
+    fn content_length_is_digits_once() {
+        let head = |cl: &str| parse_head(format!("POST /p HTTP/1.1\r\n{cl}\r\n").as_bytes());
+        assert!(
+            matches!(head("Content-Length: 15\r\n"), Head::Complete(r) if r.content_length == Some(15))
+        );
+        for bad in [
+            "Content-Length: +15\r\n",
+            "Content-Length: -1\r\n",
+            "Content-Length: 1_5\r\n",
+            "Content-Length: \r\n",
+            "Content-Length: 0x10\r\n",
+            "Content-Length: 15\r\nContent-Length: 16\r\n",
+            "Content-Length: 15\r\nContent-Length: 15\r\n",
+            "Content-Length: 99999999999999999999999\r\n",
+        ] {
+            assert!(matches!(head(bad), Head::Bad(_)), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn absolute_form_targets_are_read_as_origin_form() {
+        for (target, path, query) in [
+            ("http://herald.example/sse?token=t", "/sse", "token=t"),
+            ("https://h:8080/events", "/events", ""),
+            ("http://h?x=1", "/", "x=1"),
+            ("http://h", "/", ""),
+            ("/sse?a=b", "/sse", "a=b"),
+        ] {
+            let raw = format!("GET {target} HTTP/1.1\r\n\r\n");
+            let Head::Complete(r) = parse_head(raw.as_bytes()) else {
+                panic!("{target}")
+            };
+            assert_eq!(
+                (r.path.as_str(), r.query.as_str()),
+                (path, query),
+                "{target}"
+            );
         }
     }
 }

@@ -139,6 +139,15 @@ pub fn stream_head(connection_id: &uuid::Uuid, cors: &str) -> String {
     )
 }
 
+/// A response to `HEAD`: the status line and headers (Content-Length as
+/// `GET` would have had it), no body (RFC 9110 §9.3.2).
+pub fn head_only(mut response: Vec<u8>) -> Vec<u8> {
+    if let Some(end) = response.windows(4).position(|w| w == b"\r\n\r\n") {
+        response.truncate(end + 4);
+    }
+    response
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -79,7 +79,7 @@ pub fn route(req: &Request, ctx: &RouteCtx<'_>) -> Action {
             ),
         },
         "/health" => match req.method() {
-            Method::Get => Action::Respond(response::simple(
+            Method::Get | Method::Head => Action::Respond(response::simple(
                 200,
                 "application/json",
                 &cors,
@@ -87,8 +87,8 @@ pub fn route(req: &Request, ctx: &RouteCtx<'_>) -> Action {
             )),
             _ => refuse(
                 Problem::MethodNotAllowed,
-                "/health accepts GET",
-                "Allow: GET\r\n",
+                "/health accepts GET and HEAD",
+                "Allow: GET, HEAD\r\n",
             ),
         },
         path if path.starts_with("/connections/") => match req.method() {

@@ -14,7 +14,7 @@
 
 use std::sync::Arc;
 
-use super::http::{parse_head, Head};
+use super::http::{parse_head, Head, Method};
 use super::response::{self, Problem};
 use super::route::{route, Action, RouteCtx, StreamRequest};
 use crate::hub::history::{gap_frame, History, Subscriber};
@@ -61,6 +61,9 @@ pub fn on_bytes(buf: &mut HeadBuf, bytes: &[u8], ctx: &RouteCtx<'_>) -> Step {
         Head::Complete(req) => {
             *buf = None;
             match route(&req, ctx) {
+                Action::Respond(bytes) if req.method() == Method::Head => {
+                    Step::Respond(response::head_only(bytes))
+                }
                 Action::Respond(bytes) => Step::Respond(bytes),
                 Action::Stream(s) => Step::Stream(s),
                 Action::Query { app, user, cors } => Step::Query { app, user, cors },

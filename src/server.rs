@@ -127,12 +127,17 @@ pub fn run(prepared: Prepared) -> Result<(), StartError> {
         let cap = cfg.max_connections.min(nofile as usize);
         cap.min(cap * 2 / workers + 1024)
     };
+    // The kernel's send queue of each listener is fixed at a quarter of
+    // MAX_PENDING_BYTES requested (the kernel doubles it): half the budget,
+    // the other half is herald's own queue (`Shared::pending_max`).
     let mut listeners = Vec::with_capacity(workers);
+    let mut kernel_queue = 0;
     for _ in 0..workers {
-        listeners.push(
-            sys::net::reuseport_listener(cfg.listen_addr)
-                .map_err(|e| StartError(format!("cannot listen on {}: {e}", cfg.listen_addr)))?,
-        );
+        let (listener, granted) =
+            sys::net::reuseport_listener(cfg.listen_addr, cfg.max_pending_bytes / 4)
+                .map_err(|e| StartError(format!("cannot listen on {}: {e}", cfg.listen_addr)))?;
+        kernel_queue = granted;
+        listeners.push(listener);
     }
     let admin_listener = TcpListener::bind(cfg.admin_addr).map_err(|e| {
         StartError(format!(
@@ -151,6 +156,10 @@ pub fn run(prepared: Prepared) -> Result<(), StartError> {
     let mut shared = Shared::new(cfg.clone(), verifier, status.clone(), Some(changes_tx));
     shared.queries = Some(queries_tx);
     shared.records = cfg.registry_redis.then(|| records_tx.clone());
+    shared.pending_max = cfg
+        .max_pending_bytes
+        .saturating_sub(kernel_queue)
+        .max(cfg.max_pending_bytes / 2);
     let shared = Arc::new(shared);
     let presence = shared.presence.clone();
     let ids = shared.ids;

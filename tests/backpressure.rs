@@ -29,7 +29,7 @@ fn non_reader_is_cut_and_reader_gets_everything_in_order() {
     let events = ((2 * common::tcp_wmem_max() + (2 << 20)) / PAYLOAD).max(600);
     // The non-reader: opened, head read, then never read again until the end.
     let stream = common::connect_small_rcvbuf(h.addr(), 16 * 1024).unwrap();
-    let mut stalled =
+    let stalled =
         common::SseClient::connect_on(stream, &format!("/sse?token={}", jwt::user("stalled")), &[])
             .unwrap();
     assert_eq!(stalled.status(), 200);
@@ -146,4 +146,83 @@ fn stalled_listener_does_not_delay_others() {
         );
     }
     drop(stalled);
+}
+
+/// The server side's send queue (`tx_queue` in /proc/net/tcp) of the
+/// connection from local port `client` to herald's `server` port.
+fn server_tx_queue(server: u16, client: u16) -> Option<usize> {
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    table.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let port = |a: &str| u16::from_str_radix(a.rsplit(':').next()?, 16).ok();
+        if port(f[1])? != server || port(f[2])? != client {
+            return None;
+        }
+        usize::from_str_radix(f[4].split(':').next()?, 16).ok()
+    })
+}
+
+#[test]
+fn a_stalled_listeners_kernel_queue_is_bounded_and_its_cut_resets() {
+    let h = Herald::start(&[
+        ("JWT_SECRET", jwt::SECRET),
+        ("MAX_PENDING_BYTES", "65536"),
+        ("HEARTBEAT_SECONDS", "0"),
+    ]);
+    let stream = common::connect(h.addr()).unwrap();
+    let client_port = stream.local_addr().unwrap().port();
+    let mut listener =
+        common::SseClient::connect_on(stream, &format!("/sse?token={}", jwt::user("l")), &[])
+            .unwrap();
+    assert_eq!(listener.status(), 200);
+    let filler = "x".repeat(4096);
+    let publish = |i: usize| {
+        h.publish_json(&json!({"event": "bulk", "message": format!("{i}:{filler}")}));
+    };
+    // First it reads at full speed (the connection's window and, without a
+    // fixed send buffer, the kernel's send queue grow)...
+    for i in 0..500 {
+        publish(i);
+        let ev = listener.expect_event();
+        assert!(ev.data.starts_with(&format!("{i}:")));
+    }
+    // ...then it stops reading. Publish until herald cuts it, watching how
+    // much the kernel holds for it on herald's side.
+    let mut most = 0;
+    let mut cut = false;
+    for i in 500..5000 {
+        publish(i);
+        match server_tx_queue(h.addr().port(), client_port) {
+            Some(q) => most = most.max(q),
+            None => {
+                cut = true;
+                break;
+            }
+        }
+    }
+    assert!(cut, "never cut");
+    eprintln!("the kernel held at most {most} bytes for the stalled listener");
+    // MAX_PENDING_BYTES bounds the kernel's share too (autotuning would let
+    // it grow towards tcp_wmem's maximum, megabytes).
+    assert!(
+        most <= 65536,
+        "the kernel held {most} bytes for a stalled listener"
+    );
+    assert!(
+        most > 0,
+        "nothing was ever queued: the test measured nothing"
+    );
+    // Cut with a reset: the queued bytes were dropped, not left to an
+    // orphaned connection that keeps trying to deliver them.
+    let mut buf = [0u8; 65536];
+    let mut raw = listener.stream();
+    raw.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let end = loop {
+        match std::io::Read::read(&mut raw, &mut buf) {
+            Ok(0) => break "eof".to_string(),
+            Ok(_) => continue,
+            Err(e) => break format!("{:?}", e.kind()),
+        }
+    };
+    assert_eq!(end, "ConnectionReset", "the cut was not abortive");
 }

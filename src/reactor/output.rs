@@ -5,8 +5,11 @@
 //!   what is still in flight) is the connection's [`Pending`] output.
 //! - While output is pending, new pieces are copied behind it into a pooled
 //!   buffer; when the driver reports progress the queue is sent as one piece.
-//! - Unsent bytes (in flight + queued) over `MAX_PENDING_BYTES` cut the
-//!   listener, counted as a `slow` disconnect.
+//! - Unsent bytes (in flight + queued) over the userspace share of
+//!   `MAX_PENDING_BYTES` ([`super::Shared::pending_max`]; the kernel's send
+//!   queue holds the rest, fixed by `SO_SNDBUF`) cut the listener, counted
+//!   as a `slow` disconnect, with a reset: the kernel frees what it still
+//!   held for it at once.
 //! - A closing connection is half-closed only once nothing is pending.
 
 use std::io;
@@ -25,7 +28,7 @@ impl<T: Transport> Core<T> {
     /// Returns false when the connection was closed (failed or too slow).
     pub(super) fn write(&mut self, key: u32, out: &[Out<'_>], now_ms: u64) -> bool {
         let now_rel = self.now_rel(now_ms);
-        let max = self.shared.cfg.max_pending_bytes;
+        let max = self.shared.pending_max;
         let conn = &mut self.conns[key as usize];
         if conn.pending != NIL {
             let p = &mut self.pending[conn.pending as usize];
@@ -175,6 +178,7 @@ impl<T: Transport> Core<T> {
 
     fn close_slow(&mut self, key: u32) -> bool {
         debug!("conn {key}: cut, over MAX_PENDING_BYTES");
+        self.t.abort_on_close(self.conns[key as usize].fd.as_fd());
         self.close(key, super::Why::Slow);
         false
     }

@@ -35,6 +35,10 @@ pub struct Shared {
     pub queries: Option<Sender<Query>>,
     /// With the Redis registry: where user streams' opens and closes go.
     pub records: Option<Sender<Record>>,
+    /// Unsent bytes a listener may have in userspace before it is cut:
+    /// `MAX_PENDING_BYTES` less what the kernel's send queue may hold (the
+    /// server sets it from the granted `SO_SNDBUF`; all of it by default).
+    pub pending_max: usize,
 }
 
 impl Shared {
@@ -61,6 +65,7 @@ impl Shared {
         );
         let limiter = RateLimiter::new(cfg.rate_limit_per_min, cfg.rate_limit_burst);
         let seed = uuid::Uuid::new_v4().as_u128() as u64;
+        let pending_max = cfg.max_pending_bytes;
         Self {
             cfg,
             verifier,
@@ -71,6 +76,7 @@ impl Shared {
             ids: IdCodec::new(seed),
             queries: None,
             records: None,
+            pending_max,
         }
     }
 }

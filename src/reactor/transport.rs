@@ -60,6 +60,9 @@ pub trait Transport {
     fn streaming(&mut self, fd: BorrowedFd<'_>, token: u64);
     /// Half-closes the write side (all queued output is sent by then).
     fn shutdown_write(&mut self, fd: BorrowedFd<'_>);
+    /// Makes the coming close abortive: what the kernel still queues for
+    /// this connection is dropped at once (a listener cut as too slow).
+    fn abort_on_close(&mut self, fd: BorrowedFd<'_>);
     /// Closes the connection's descriptor, first stopping everything in
     /// flight for it, so that nothing outlives the socket or reaches a
     /// successor that reuses the descriptor number.

@@ -13,17 +13,25 @@ pub const LISTEN_BACKLOG: i32 = 65535;
 
 /// A non-blocking TCP listener bound with `SO_REUSEPORT`, so that each reactor
 /// can own one socket on the same address and the kernel spreads accepts.
-pub fn reuseport_listener(addr: SocketAddr) -> io::Result<OwnedFd> {
+///
+/// `send_buffer` is set as `SO_SNDBUF`, which accepted sockets inherit
+/// (no system call per connection): it fixes each connection's kernel send
+/// queue instead of letting it autotune up to `tcp_wmem`'s maximum (megabytes
+/// per stalled listener). Returns the listener and the size the kernel
+/// granted (it doubles the request, within `net.core.wmem_max`).
+pub fn reuseport_listener(addr: SocketAddr, send_buffer: usize) -> io::Result<(OwnedFd, usize)> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;
+    socket.set_send_buffer_size(send_buffer)?;
+    let granted = socket.send_buffer_size()?;
     if addr.is_ipv6() {
         socket.set_only_v6(false)?;
     }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(LISTEN_BACKLOG)?;
-    Ok(socket.into())
+    Ok((socket.into(), granted))
 }
 
 /// One accepted connection: its fd (non-blocking, close-on-exec) and peer.
@@ -103,6 +111,13 @@ pub fn peer_ip(fd: BorrowedFd<'_>) -> Option<std::net::IpAddr> {
     }
     addr.as_sockaddr_in6()
         .map(|v6| std::net::IpAddr::V6(v6.ip()))
+}
+
+/// Makes the next close abortive (`SO_LINGER` 0: a reset), so that whatever
+/// the kernel still holds for this socket is freed at once instead of
+/// lingering in an orphaned connection.
+pub fn abort_on_close(fd: BorrowedFd<'_>) {
+    let _ = socket2::SockRef::from(&fd).set_linger(Some(std::time::Duration::ZERO));
 }
 
 /// Half-closes the write side, so the peer sees the end of a response while we

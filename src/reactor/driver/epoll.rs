@@ -55,6 +55,10 @@ impl Transport for Epoll {
         sys::net::shutdown_write(fd);
     }
 
+    fn abort_on_close(&mut self, fd: BorrowedFd<'_>) {
+        sys::net::abort_on_close(fd);
+    }
+
     fn release(&mut self, fd: OwnedFd, _token: u64) {
         // Closing the descriptor removes it from epoll.
         drop(fd);

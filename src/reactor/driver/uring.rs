@@ -86,6 +86,10 @@ impl Transport for Uring {
         sys::net::shutdown_write(fd);
     }
 
+    fn abort_on_close(&mut self, fd: BorrowedFd<'_>) {
+        sys::net::abort_on_close(fd);
+    }
+
     fn release(&mut self, fd: OwnedFd, _token: u64) {
         self.ring.close(fd);
     }

@@ -47,6 +47,7 @@ enum Call {
         taken: usize,
     },
     ShutdownWrite(RawFd),
+    Abort(RawFd),
     Release(u64),
 }
 
@@ -106,6 +107,10 @@ impl Transport for Fake {
 
     fn shutdown_write(&mut self, fd: BorrowedFd<'_>) {
         self.calls.push(Call::ShutdownWrite(fd.as_raw_fd()));
+    }
+
+    fn abort_on_close(&mut self, fd: BorrowedFd<'_>) {
+        self.calls.push(Call::Abort(fd.as_raw_fd()));
     }
 
     fn release(&mut self, _fd: std::os::fd::OwnedFd, token: u64) {
@@ -275,6 +280,17 @@ impl Rig {
         assert!(!self.is_open(token), "the slow listener is still open");
         assert_eq!(self.slow_disconnects(), n);
         assert_eq!(self.releases(token), 1, "release() not called once");
+        // Cut with a reset, set up right before the release.
+        let calls = &self.fake().calls;
+        let release = calls
+            .iter()
+            .position(|c| *c == Call::Release(token))
+            .expect("released");
+        assert!(
+            matches!(calls[release - 1], Call::Abort(_)),
+            "not aborted before release: {:?}",
+            &calls[release.saturating_sub(2)..]
+        );
         assert_eq!(self.streaming(), 0);
         assert_eq!(self.stats.open(), 0);
         assert_eq!(self.shared.open.load(Ordering::Relaxed), 0);

@@ -29,7 +29,7 @@ fn non_reader_is_cut_and_reader_gets_everything_in_order() {
     let events = ((2 * common::tcp_wmem_max() + (2 << 20)) / PAYLOAD).max(600);
     // The non-reader: opened, head read, then never read again until the end.
     let stream = common::connect_small_rcvbuf(h.addr(), 16 * 1024).unwrap();
-    let stalled =
+    let mut stalled =
         common::SseClient::connect_on(stream, &format!("/sse?token={}", jwt::user("stalled")), &[])
             .unwrap();
     assert_eq!(stalled.status(), 200);

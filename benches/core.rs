@@ -60,6 +60,8 @@ impl Transport for Null {
 
     fn shutdown_write(&mut self, _fd: BorrowedFd<'_>) {}
 
+    fn abort_on_close(&mut self, _fd: BorrowedFd<'_>) {}
+
     fn release(&mut self, fd: OwnedFd, _token: u64) {
         self.closed.push(fd);
     }

@@ -1,5 +1,6 @@
-//! Boot order: rlimits → listeners → reactors → hub → admin → signals, then
-//! an orderly stop on SIGTERM/SIGINT.
+//! Boot order: rlimits → listeners → inboxes and hub → a Redis stream's
+//! tail into history → reactors → ingest → admin → signals, then an orderly
+//! stop on SIGTERM/SIGINT.
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use crate::hub::inbox;
 use crate::hub::registry::Record;
 use crate::hub::status::IngestStatus;
 use crate::hub::Hub;
+use crate::ingest::redis::RedisIngest;
 use crate::reactor::driver::{self, Backend, Parts};
 use crate::reactor::{Shared, Stats};
 use crate::sys;
@@ -95,10 +97,19 @@ fn spawn(
         .map_err(|e| StartError(format!("cannot spawn {name} thread: {e}")))
 }
 
+/// Client connections that fit an open-file limit of `nofile`: what is
+/// left after the descriptors herald needs besides them (listeners, pollers,
+/// Redis links, the admin listener's connections), a quarter of a small
+/// limit at most.
+pub fn fd_budget(nofile: usize) -> usize {
+    let reserve = (crate::admin::listener::MAX_HEADS + 64).min(nofile / 4);
+    nofile.saturating_sub(reserve).max(1)
+}
+
 /// Runs herald until SIGTERM or SIGINT.
 pub fn run(prepared: Prepared) -> Result<(), StartError> {
     let Prepared {
-        cfg,
+        mut cfg,
         verifier,
         redis,
         backend,
@@ -113,13 +124,14 @@ pub fn run(prepared: Prepared) -> Result<(), StartError> {
         .map_err(|e| StartError(format!("cannot block signals: {e}")))?;
 
     let nofile = sys::limits::raise_nofile();
-    if (nofile as usize) < cfg.max_connections {
+    let fit = fd_budget(nofile as usize);
+    if fit < cfg.max_connections {
         warn!(
-            "open-file limit is {nofile}, below MAX_CONNECTIONS={}: at most about {} clients \
-             fit (raise LimitNOFILE / ulimit -n)",
-            cfg.max_connections,
-            nofile.saturating_sub(64)
+            "open-file limit is {nofile}: MAX_CONNECTIONS={} capped at {fit}, so clients beyond \
+             get 503 server_full rather than wait for a descriptor (raise LimitNOFILE / ulimit -n)",
+            cfg.max_connections
         );
+        cfg.max_connections = fit;
     }
 
     let workers = cfg.workers;
@@ -164,12 +176,38 @@ pub fn run(prepared: Prepared) -> Result<(), StartError> {
     let presence = shared.presence.clone();
     let ids = shared.ids;
 
-    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    // The inboxes and the hub come before the reactors, so that in streams
+    // mode the stream's tail is in every inbox before any reactor runs: a
+    // reactor drains its inbox before it answers a stream, so even the first
+    // listener (queued on the bound port meanwhile) is replayed from the
+    // tail, not sent a false history-gap.
     let mut inboxes = Vec::with_capacity(workers);
-    let mut handles = Vec::with_capacity(workers);
-    for (i, listener) in listeners.into_iter().enumerate() {
+    let mut receivers = Vec::with_capacity(workers);
+    for _ in 0..workers {
         let (inbox, rx, wake) =
             inbox::inbox().map_err(|e| StartError(format!("cannot create eventfd: {e}")))?;
+        inboxes.push(inbox);
+        receivers.push((rx, wake));
+    }
+    let hub = Arc::new(Hub::new(inboxes.clone(), cfg.max_pending_bytes / 2));
+    let redis_ingest = match (&redis, &cfg.redis) {
+        (Some(client), Some(rc)) => {
+            let mut ingest = RedisIngest::new(
+                client.clone(),
+                rc.source.clone(),
+                cfg.history_size,
+                hub.clone(),
+                status.clone(),
+            );
+            ingest.load_tail();
+            Some(ingest)
+        }
+        _ => None,
+    };
+
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let mut handles = Vec::with_capacity(workers);
+    for (i, (listener, (rx, wake))) in listeners.into_iter().zip(receivers).enumerate() {
         let parts = Parts {
             index: i,
             shared: shared.clone(),
@@ -204,7 +242,6 @@ pub fn run(prepared: Prepared) -> Result<(), StartError> {
             }
             Err(_) => return Err(StartError(format!("reactor {i} ended during start-up"))),
         }
-        inboxes.push(inbox);
         handles.push(handle);
     }
 
@@ -213,7 +250,6 @@ pub fn run(prepared: Prepared) -> Result<(), StartError> {
         ids,
         redis.clone().filter(|_| cfg.registry_redis),
     ));
-    let hub = Arc::new(Hub::new(inboxes, cfg.max_pending_bytes / 2));
     spawn("queries", {
         let dir = dir.clone();
         move || crate::admin::connections::serve_queries(queries_rx, &dir)
@@ -243,12 +279,8 @@ pub fn run(prepared: Prepared) -> Result<(), StartError> {
             crate::presence::run_feed(changes_rx, &presence, &hub, crate::ingest::now)
         })?;
     }
-    if let (Some(client), Some(rc)) = (redis, &cfg.redis) {
-        let (hub, status, source) = (hub.clone(), status.clone(), rc.source.clone());
-        let history_size = cfg.history_size;
-        spawn("ingest-redis", move || {
-            crate::ingest::redis::run(client, source, history_size, hub, status)
-        })?;
+    if let Some(ingest) = redis_ingest {
+        spawn("ingest-redis", move || ingest.run())?;
     }
     let counters = crate::reactor::stats::Counters::new(stats);
     let admin = Admin::new(

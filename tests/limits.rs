@@ -99,56 +99,56 @@ fn forwarded_for_counts_only_behind_a_trusted_proxy() {
     assert_eq!(attempt(&h, "127.0.0.3", Some("203.0.113.2")).0, 429);
 }
 
-/// Out of descriptors, herald keeps the waiting clients queued and serves
-/// them as soon as descriptors come back, under every backend (epoll's
-/// edge-triggered listener would otherwise not be told again).
+/// A small open-file limit caps MAX_CONNECTIONS (said at start-up): the
+/// clients beyond it are answered 503 `server_full` with `Retry-After` at
+/// once instead of waiting for a descriptor, and are served again as soon as
+/// others leave (issue #11).
 #[test]
-fn accepting_resumes_after_the_descriptors_run_out() {
+fn clients_beyond_the_descriptor_budget_get_503_at_once() {
     let h = Herald::start(&[
         (common::NOFILE, "48"),
         ("ALLOW_ANONYMOUS", "true"),
         ("HEARTBEAT_SECONDS", "0"),
         ("WORKERS", "1"),
+        ("LOG_LEVEL", "info"),
     ]);
-    let mut served = Vec::new();
-    let mut waiting = Vec::new();
-    for _ in 0..60 {
+    assert!(
+        h.log().contains("capped at 36"),
+        "no start-up line about the cap: {}",
+        h.log()
+    );
+    let open = |h: &Herald| -> (std::net::TcpStream, String) {
         let mut s = common::connect(h.addr()).expect("connect");
         s.write_all(b"GET /sse HTTP/1.1\r\nHost: x\r\n\r\n")
             .expect("send");
-        s.set_read_timeout(Some(Duration::from_millis(300)))
-            .expect("timeout");
-        let mut b = [0u8; 12];
-        match s.read_exact(&mut b) {
-            Ok(()) if &b[9..12] == b"200" => served.push(s),
-            _ => waiting.push(s),
-        }
+        s.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+        let mut head = [0u8; 512];
+        let n = s.read(&mut head).unwrap_or(0);
+        (s, String::from_utf8_lossy(&head[..n]).into_owned())
+    };
+    let mut served = Vec::new();
+    for i in 0..36 {
+        let (s, head) = open(&h);
+        assert!(head.starts_with("HTTP/1.1 200 OK"), "client {i}: {head:?}");
+        served.push(s);
     }
-    assert!(
-        !served.is_empty() && !waiting.is_empty(),
-        "served {} waiting {}",
-        served.len(),
-        waiting.len()
-    );
-    let freed = served.len().min(waiting.len()).min(10);
-    served.truncate(served.len() - freed);
-    // Every client that was waiting and gets a descriptor now is answered.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut answered = 0;
-    for s in waiting.iter_mut().take(freed) {
-        s.set_read_timeout(Some(
-            deadline
-                .saturating_duration_since(Instant::now())
-                .max(Duration::from_millis(1)),
-        ))
-        .expect("timeout");
-        let mut b = [0u8; 12];
-        if s.read_exact(&mut b).is_ok() && &b[9..12] == b"200" {
-            answered += 1;
-        }
+    let t = Instant::now();
+    for i in 0..10 {
+        let (_, head) = open(&h);
+        assert!(
+            head.starts_with("HTTP/1.1 503 Service Unavailable"),
+            "client {} beyond the budget: {head:?}",
+            36 + i
+        );
+        assert!(head.contains("Retry-After: "), "{head:?}");
     }
-    assert_eq!(
-        answered, freed,
-        "of {freed} descriptors freed, {answered} waiting clients were served"
-    );
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    // Freed descriptors serve new clients again.
+    served.truncate(26);
+    std::thread::sleep(Duration::from_millis(200));
+    for i in 0..10 {
+        let (s, head) = open(&h);
+        assert!(head.starts_with("HTTP/1.1 200 OK"), "client {i} after: {head:?}");
+        served.push(s);
+    }
 }

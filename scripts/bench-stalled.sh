@@ -4,7 +4,8 @@
 # EVENTS events of SIZE bytes are published at RATE/s. Reports whether the
 # healthy listener got every event, how many listeners herald cut as slow,
 # and the kernel's TCP memory at its peak against the pressure threshold
-# (tcp_mem[1]).
+# (tcp_mem[1]), the bytes in herald's own sockets' send queues (the kernel
+# memory a stalled listener costs the server), and herald's RSS.
 #
 #   sudo scripts/bench-stalled.sh [STALLED] [EVENTS] [SIZE] [RATE]   # 1000 2000 8192 200
 #
@@ -39,11 +40,26 @@ wait_http "http://127.0.0.1:$ADMIN/health"
 
 echo "# stalled: $(date -u '+%Y-%m-%d %H:%M UTC'), herald $LABEL, $STALLED stalled + 1 healthy listener," \
     "$EVENTS events of $SIZE B at $RATE/s, tcp_mem $(tr '\t' ' ' </proc/sys/net/ipv4/tcp_mem) pages"
-python3 - "$PORT" "$ADMIN" "$STALLED" "$EVENTS" "$SIZE" "$RATE" "$RESULTS/stalled-$LABEL.json" <<'EOF'
+python3 - "$PORT" "$ADMIN" "$STALLED" "$EVENTS" "$SIZE" "$RATE" "$RESULTS/stalled-$LABEL.json" "$HPID" <<'EOF'
 import json, socket, sys, threading, time, urllib.request
 
-port, admin, stalled, events, size, rate, out = map(str, sys.argv[1:8])
+port, admin, stalled, events, size, rate, out, hpid = sys.argv[1:9]
 port, admin, stalled, events, size, rate = map(int, (port, admin, stalled, events, size, rate))
+
+def server_queued():
+    """Bytes in the send queues of herald's side of its connections."""
+    total = 0
+    for line in open("/proc/net/tcp").readlines()[1:]:
+        f = line.split()
+        if int(f[1].rsplit(":", 1)[1], 16) == port and f[2] != "00000000:0000":
+            total += int(f[4].split(":")[0], 16)
+    return total
+
+def rss_kb():
+    for line in open(f"/proc/{hpid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
 
 def sse():
     s = socket.create_connection(("127.0.0.1", port), timeout=10)
@@ -89,7 +105,8 @@ def publish(i):
     req = urllib.request.Request(f"http://127.0.0.1:{admin}/publish", data=body, method="POST")
     urllib.request.urlopen(req, timeout=10).read()
 
-peak = 0
+peak = queued_peak = rss_peak = 0
+rss_before = rss_kb()
 start = time.time()
 for i in range(events):
     publish(i)
@@ -102,6 +119,9 @@ for i in range(events):
             except BlockingIOError:
                 pass
     peak = max(peak, tcp_mem_pages())
+    if i % 10 == 0:
+        queued_peak = max(queued_peak, server_queued())
+        rss_peak = max(rss_peak, rss_kb())
     delay = start + (i + 1) / rate - time.time()
     if delay > 0:
         time.sleep(delay)
@@ -112,11 +132,15 @@ report = {
     "healthy_received": got[0], "events": events, "stalled": stalled, "size": size,
     "slow_disconnects": stats["slow_disconnects_total"],
     "tcp_mem_peak_pages": peak, "tcp_mem_pressure_pages": pressure,
+    "server_send_queues_peak_bytes": queued_peak,
+    "herald_rss_before_kb": rss_before, "herald_rss_peak_kb": rss_peak,
 }
 json.dump(report, open(out, "w"), indent=1)
 print(f"| healthy listener got {got[0]} of {events} | cut as slow: "
       f"{stats['slow_disconnects_total']} of {stalled} | TCP memory peak "
-      f"{peak} pages ({peak * 4 // 1024} MiB), {100 * peak // pressure} % of the pressure threshold |")
+      f"{peak} pages ({peak * 4 // 1024} MiB), {100 * peak // pressure} % of the pressure threshold | "
+      f"herald's send queues at peak {queued_peak // 1024} KiB ({queued_peak // stalled} B per stalled listener) | "
+      f"herald RSS {rss_before // 1024} -> {rss_peak // 1024} MiB |")
 for s in stalled_socks:
     s.close()
 EOF

@@ -45,3 +45,5 @@ echo "== cargo test (integration again under IO_BACKEND=uring)"
 HERALD_TEST_IO_BACKEND=uring cargo test --test '*'
 echo "== ops (sysctl profiles, systemd units, tune/install scripts, doctor)"
 bash scripts/test-ops.sh
+echo "== fuzz (every target for 10 s from its seeds)"
+bash scripts/fuzz.sh 10

@@ -1,16 +1,20 @@
 //! Who a listener is (SPEC §2): token sources and their precedence, HMAC and
 //! public-key algorithms with keys made in the test, `iss` as application,
-//! `aud`, `nbf`, `exp` and leeway, `sub`/`userId`, anonymous listeners.
+//! `aud`, `nbf`, `exp` and leeway, `sub`/`userId`, anonymous listeners;
+//! claims of the wrong type and `crit` refused by name; streams ending when
+//! their token expires (`CLOSE_ON_TOKEN_EXPIRY`).
 //!
 //! Identity is checked end to end: a stream is accepted, and a targeted
 //! event for the expected user id reaches it.
 
 mod common;
 
+use std::time::Duration;
+
 use common::jwt::{self, KeyKind, KeyPair};
-use common::{assert_problem, Herald, SseClient, TempDir};
-use jsonwebtoken::Algorithm;
-use serde_json::json;
+use common::{assert_problem, http_exchange, Herald, SseClient, TempDir, EVENT_TIMEOUT};
+use jsonwebtoken::{Algorithm, EncodingKey};
+use serde_json::{json, Value};
 
 fn herald() -> Herald {
     Herald::start(&[("JWT_SECRET", jwt::SECRET)])
@@ -385,4 +389,146 @@ fn anonymous_listeners_get_broadcasts_only() {
     let h = herald();
     let r = refused(&h, "/sse", &[]);
     assert_problem(&r, 401, "missing_token", "Unauthorized");
+}
+
+/// Asserts `token` is refused with 401 `invalid_jwt` and exactly `detail`.
+fn refused_with(h: &Herald, token: &str, detail: &str) {
+    let r = refused(h, &format!("/sse?token={token}"), &[]);
+    let v = assert_problem(&r, 401, "invalid_jwt", "Unauthorized");
+    assert_eq!(v["detail"], detail, "token {token}");
+}
+
+#[test]
+fn claims_of_the_wrong_type_are_refused_by_name() {
+    let h = herald();
+    let exp = jwt::now() + 600;
+    let cases = [
+        ("exp", json!("1900000000"), "number of seconds"),
+        ("exp", json!(-5), "number of seconds"),
+        ("exp", json!(1e30), "number of seconds"),
+        ("exp", json!(true), "number of seconds"),
+        ("nbf", json!("1600000000"), "number of seconds"),
+        ("iat", json!("yesterday"), "number of seconds"),
+        ("iss", json!(42), "non-empty string"),
+        ("aud", json!({"web": true}), "string or an array of strings"),
+        ("sub", json!(true), "string or a number"),
+        ("sub", json!(["u1"]), "string or a number"),
+    ];
+    for (claim, value, what) in cases {
+        let mut claims = json!({"sub": "u1", "exp": exp});
+        claims[claim] = value;
+        let detail = format!("Invalid JWT token: `{claim}` must be a {what}");
+        refused_with(&h, &jwt::hs256(jwt::SECRET, &claims), &detail);
+    }
+    // Numbers in other forms are still numbers of seconds.
+    let t = jwt::hs256(
+        jwt::SECRET,
+        &json!({"sub": "float-exp", "exp": exp as f64 + 0.5, "nbf": 1.5e9, "iat": 0}),
+    );
+    let mut c = h.sse_with_token(&t);
+    assert_is_user(&h, &mut c, "float-exp");
+}
+
+/// An HS256 token with its own JOSE header, signed with [`jwt::SECRET`]
+/// (`jsonwebtoken`'s `Header` cannot carry `crit`).
+fn with_header(header: &Value, claims: &Value) -> String {
+    let message = format!(
+        "{}.{}",
+        jwt::b64url(header.to_string().as_bytes()),
+        jwt::b64url(claims.to_string().as_bytes())
+    );
+    let key = EncodingKey::from_secret(jwt::SECRET.as_bytes());
+    let sig = jsonwebtoken::crypto::sign(message.as_bytes(), &key, Algorithm::HS256).expect("sign");
+    format!("{message}.{sig}")
+}
+
+#[test]
+fn unknown_crit_header_is_refused() {
+    let h = herald();
+    let claims = json!({"sub": "crit-user", "exp": jwt::now() + 600});
+    // The hand-made token is sound without `crit`.
+    let plain = with_header(&json!({"alg": "HS256", "typ": "JWT"}), &claims);
+    let mut c = h.sse_with_token(&plain);
+    assert_is_user(&h, &mut c, "crit-user");
+    let t = with_header(
+        &json!({"alg": "HS256", "typ": "JWT", "b64": false, "crit": ["b64"]}),
+        &claims,
+    );
+    refused_with(
+        &h,
+        &t,
+        "Invalid JWT token: `crit` header lists parameters herald does not understand (\"b64\")",
+    );
+    let t = with_header(&json!({"alg": "HS256", "crit": "x-custom"}), &claims);
+    let r = refused(&h, &format!("/sse?token={t}"), &[]);
+    let v = assert_problem(&r, 401, "invalid_jwt", "Unauthorized");
+    assert!(v["detail"].as_str().unwrap().contains("`crit`"), "{v}");
+}
+
+/// Sleeps until the wall clock's second is at least `unix_s`.
+fn sleep_until_second(unix_s: u64) {
+    while common::unix_secs() < unix_s {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `herald_disconnects_total{reason="expired"}` from `/metrics`.
+fn expired_disconnects(h: &Herald) -> String {
+    let req = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
+    let text = http_exchange(h.admin_addr(), req, EVENT_TIMEOUT)
+        .expect("GET /metrics")
+        .body_text();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("herald_disconnects_total{reason=\"expired\"}"))
+        .unwrap_or_else(|| panic!("no expired reason in /metrics:\n{text}"));
+    line.rsplit(' ').next().unwrap().to_string()
+}
+
+#[test]
+fn a_stream_ends_when_its_token_expires() {
+    let h = Herald::start(&[("JWT_SECRET", jwt::SECRET), ("JWT_LEEWAY_SECONDS", "0")]);
+    let exp = jwt::now() + 2;
+    let token = jwt::hs256(jwt::SECRET, &json!({"sub": "short", "exp": exp}));
+    let mut short = h.sse_with_token(&token);
+    let mut long = h.sse_with_token(&jwt::user("long"));
+    assert_is_user(&h, &mut short, "short");
+
+    // One second past expiry (ticks are at most a second apart), publish:
+    // the expired stream must be closed without it.
+    sleep_until_second(exp + 1);
+    h.publish_ok(r#"{"to":["short","long"],"message":"after expiry"}"#);
+    assert_eq!(long.expect_non_ping().data, "after expiry");
+    loop {
+        match short.next_event(EVENT_TIMEOUT) {
+            Some(e) if e.event.as_deref() == Some("ping") => continue,
+            Some(e) => panic!("the expired stream got {e:?}"),
+            None => break,
+        }
+    }
+    assert!(short.is_eof(), "the expired stream is still open");
+    assert_eq!(expired_disconnects(&h), "1");
+
+    // What the browser's EventSource does next: reconnect with the same
+    // token, and be told it expired.
+    let r = refused(&h, &format!("/sse?token={token}"), &[]);
+    assert_problem(&r, 401, "expired_jwt", "Unauthorized");
+    assert_is_user(&h, &mut long, "long");
+}
+
+#[test]
+fn streams_outlive_their_tokens_with_close_on_token_expiry_false() {
+    let h = Herald::start(&[
+        ("JWT_SECRET", jwt::SECRET),
+        ("JWT_LEEWAY_SECONDS", "0"),
+        ("CLOSE_ON_TOKEN_EXPIRY", "false"),
+    ]);
+    let exp = jwt::now() + 2;
+    let token = jwt::hs256(jwt::SECRET, &json!({"sub": "kept", "exp": exp}));
+    let mut c = h.sse_with_token(&token);
+    assert_is_user(&h, &mut c, "kept");
+    sleep_until_second(exp + 2);
+    assert_is_user(&h, &mut c, "kept");
+    assert!(!c.is_eof());
+    assert_eq!(expired_disconnects(&h), "0");
 }

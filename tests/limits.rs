@@ -121,7 +121,8 @@ fn clients_beyond_the_descriptor_budget_get_503_at_once() {
         let mut s = common::connect(h.addr()).expect("connect");
         s.write_all(b"GET /sse HTTP/1.1\r\nHost: x\r\n\r\n")
             .expect("send");
-        s.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+        s.set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
         let mut head = [0u8; 512];
         let n = s.read(&mut head).unwrap_or(0);
         (s, String::from_utf8_lossy(&head[..n]).into_owned())
@@ -148,7 +149,10 @@ fn clients_beyond_the_descriptor_budget_get_503_at_once() {
     std::thread::sleep(Duration::from_millis(200));
     for i in 0..10 {
         let (s, head) = open(&h);
-        assert!(head.starts_with("HTTP/1.1 200 OK"), "client {i} after: {head:?}");
+        assert!(
+            head.starts_with("HTTP/1.1 200 OK"),
+            "client {i} after: {head:?}"
+        );
         served.push(s);
     }
 }

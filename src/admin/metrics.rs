@@ -146,6 +146,11 @@ pub fn render(s: &Sources<'_>) -> String {
             "Times the Redis link was established.",
             s.status.redis_connects.load(Relaxed),
         ),
+        (
+            "herald_stream_gaps_total",
+            "Times stream entries were found trimmed before herald read them (history-gap sent).",
+            s.status.stream_gaps.load(Relaxed),
+        ),
     ];
     for (name, help, value) in ingest {
         one(&mut out, name, "counter", help, value);

@@ -32,8 +32,9 @@ use crate::ingest::RateLimitedLog;
 use crate::reactor::stats::Counters;
 use std::sync::atomic::Ordering::Relaxed;
 
-/// What a request head was classified as ([`Admin::classify`]).
-pub(super) enum Route {
+/// What a request head was classified as ([`classify`]).
+#[derive(Debug)]
+pub enum Route {
     /// Answered on the head.
     Answer(Vec<u8>),
     Stats,
@@ -86,60 +87,8 @@ impl Admin {
         }
     }
 
-    /// What a request head gets: an answer decided on the head alone
-    /// (health, every refusal), or work for a worker.
     pub(super) fn classify(&self, req: &Request) -> Route {
-        let not_allowed = |allow: &str| {
-            Route::Answer(response::problem(
-                Problem::MethodNotAllowed,
-                &format!("{} accepts {allow}", req.path),
-                &format!("Allow: {allow}\r\n"),
-            ))
-        };
-        let admin_only = |route: Route, what: &str| {
-            if self.authorized(req, &[&self.cfg.admin_token]) {
-                route
-            } else {
-                Route::Answer(unauthorized(&format!(
-                    "{what} needs Authorization: Bearer <ADMIN_TOKEN>"
-                )))
-            }
-        };
-        let get = matches!(req.method(), Method::Get | Method::Head);
-        match req.path.as_str() {
-            "/health" if get => Route::Answer(response::simple(
-                200,
-                "application/json",
-                "",
-                &self.status.health_json(),
-            )),
-            "/health" => not_allowed("GET, HEAD"),
-            "/stats" if get => admin_only(Route::Stats, "GET /stats"),
-            "/stats" => not_allowed("GET, HEAD"),
-            "/metrics" if get => admin_only(Route::Metrics, "GET /metrics"),
-            "/metrics" => not_allowed("GET, HEAD"),
-            "/publish" if req.method() == Method::Post => {
-                if !self.authorized(req, &[&self.cfg.publish_token, &self.cfg.admin_token]) {
-                    return Route::Answer(unauthorized(
-                        "POST /publish needs Authorization: Bearer <PUBLISH_TOKEN or ADMIN_TOKEN>",
-                    ));
-                }
-                match body::check_length(req, self.cfg.publish_max_bytes) {
-                    Ok(()) => Route::Publish,
-                    Err(reply) => Route::Answer(reply),
-                }
-            }
-            "/publish" => not_allowed("POST"),
-            path if path.starts_with("/connections/") => admin_only(
-                Route::Connections(path["/connections/".len()..].to_string()),
-                "/connections",
-            ),
-            other => Route::Answer(response::problem(
-                Problem::NotFound,
-                &format!("no such path: {other}"),
-                "",
-            )),
-        }
+        classify(&self.cfg, &self.status, req)
     }
 
     /// A worker's part: read the body if any, do the work, answer.
@@ -182,25 +131,6 @@ impl Admin {
         if let Err(e) = stream.write_all(&reply) {
             debug!("admin: answer not sent: {e}");
         }
-    }
-
-    /// Whether the request carries one of `tokens` (when none is set, the
-    /// endpoint is open: the admin listener is on loopback by default).
-    fn authorized(&self, req: &Request, tokens: &[&Option<String>]) -> bool {
-        let tokens: Vec<&str> = tokens
-            .iter()
-            .copied()
-            .flatten()
-            .map(String::as_str)
-            .collect();
-        if tokens.is_empty() {
-            return true;
-        }
-        req.bearer().is_some_and(|b| {
-            tokens
-                .iter()
-                .any(|t| constant_time_eq(t.as_bytes(), b.as_bytes()))
-        })
     }
 
     fn publish(&self, body: &[u8]) -> Vec<u8> {
@@ -267,10 +197,87 @@ impl Admin {
             "rejected_total": self.status.rejected.load(Relaxed),
             "redis": redis,
             "redis_connects_total": self.status.redis_connects.load(Relaxed),
+            "stream_gaps_total": self.status.stream_gaps.load(Relaxed),
             "reactors": c.per_reactor,
         })
         .to_string()
     }
+}
+
+/// What a request head gets on the admin listener: an answer decided on
+/// the head alone (health, every refusal), or work for a worker. Pure (the
+/// fuzz target `admin_request` drives it).
+pub fn classify(cfg: &Config, status: &IngestStatus, req: &Request) -> Route {
+    let not_allowed = |allow: &str| {
+        Route::Answer(response::problem(
+            Problem::MethodNotAllowed,
+            &format!("{} accepts {allow}", req.path),
+            &format!("Allow: {allow}\r\n"),
+        ))
+    };
+    let admin_only = |route: Route, what: &str| {
+        if authorized(req, &[&cfg.admin_token]) {
+            route
+        } else {
+            Route::Answer(unauthorized(&format!(
+                "{what} needs Authorization: Bearer <ADMIN_TOKEN>"
+            )))
+        }
+    };
+    let get = matches!(req.method(), Method::Get | Method::Head);
+    match req.path.as_str() {
+        "/health" if get => Route::Answer(response::simple(
+            200,
+            "application/json",
+            "",
+            &status.health_json(),
+        )),
+        "/health" => not_allowed("GET, HEAD"),
+        "/stats" if get => admin_only(Route::Stats, "GET /stats"),
+        "/stats" => not_allowed("GET, HEAD"),
+        "/metrics" if get => admin_only(Route::Metrics, "GET /metrics"),
+        "/metrics" => not_allowed("GET, HEAD"),
+        "/publish" if req.method() == Method::Post => {
+            if !authorized(req, &[&cfg.publish_token, &cfg.admin_token]) {
+                return Route::Answer(unauthorized(
+                    "POST /publish needs Authorization: Bearer <PUBLISH_TOKEN or ADMIN_TOKEN>",
+                ));
+            }
+            match body::check_length(req, cfg.publish_max_bytes) {
+                Ok(()) => Route::Publish,
+                Err(reply) => Route::Answer(reply),
+            }
+        }
+        "/publish" => not_allowed("POST"),
+        path if path.starts_with("/connections/") => admin_only(
+            Route::Connections(path["/connections/".len()..].to_string()),
+            "/connections",
+        ),
+        other => Route::Answer(response::problem(
+            Problem::NotFound,
+            &format!("no such path: {other}"),
+            "",
+        )),
+    }
+}
+
+/// Whether the request carries one of `tokens` (when none is set, the
+/// endpoint is open: the admin listener is on loopback by default).
+fn authorized(req: &Request, tokens: &[&Option<String>]) -> bool {
+    let tokens: Vec<&str> = tokens
+        .iter()
+        .copied()
+        .flatten()
+        .map(String::as_str)
+        .collect();
+    if tokens.is_empty() {
+        return true;
+    }
+    req.bearer().is_some_and(|b| {
+        tokens
+            .iter()
+            .any(|t| constant_time_eq(t.as_bytes(), b.as_bytes()))
+    })
 }
 
 fn unauthorized(detail: &str) -> Vec<u8> {

@@ -159,6 +159,7 @@ impl Config {
             jwt_cookie: env
                 .get("JWT_COOKIE")
                 .unwrap_or_else(|| "herald_token".into()),
+            close_on_token_expiry: env.bool("CLOSE_ON_TOKEN_EXPIRY", true)?,
             allow_anonymous,
             header_timeout_ms,
             retry_ms: env.parse("RETRY_MS", 3000u64, "milliseconds")?,

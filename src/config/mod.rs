@@ -105,6 +105,8 @@ pub struct Config {
     pub jwt_audience: Vec<String>,
     pub jwt_leeway_secs: u64,
     pub jwt_cookie: String,
+    /// End a stream at its token's `exp` + `jwt_leeway_secs`.
+    pub close_on_token_expiry: bool,
     pub allow_anonymous: bool,
     pub header_timeout_ms: u64,
     pub retry_ms: u64,

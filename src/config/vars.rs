@@ -60,6 +60,11 @@ pub const VARS: &[(&str, &str, &str)] = &[
     ("JWT_LEEWAY_SECONDS", "5", "clock leeway for exp/nbf"),
     ("JWT_COOKIE", "herald_token", "cookie holding the token"),
     (
+        "CLOSE_ON_TOKEN_EXPIRY",
+        "true",
+        "end a stream when its token expires (exp + leeway)",
+    ),
+    (
         "ALLOW_ANONYMOUS",
         "false",
         "accept listeners without a token (broadcasts only)",

@@ -5,14 +5,27 @@
 //! RS*/PS*, EC → ES256/ES384, Ed25519 → EdDSA). A token whose `alg` is not in
 //! the configured families is refused before any signature check, so an HMAC
 //! token can never be checked against a public key and `alg: none` never
-//! parses.
+//! parses. A header with `crit` is refused (herald understands no
+//! extension).
+//!
+//! `jsonwebtoken` checks the signature only (`crypto::verify`, with the
+//! key whose family lists the header's `alg`); every claim is checked by
+//! [`Verifier::check_claims`] (the `claims` module: types, `exp`, `nbf`,
+//! `aud`, `iss`, user id), a pure function of the claims and `now` that the
+//! fuzz target drives without a signature.
 
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::Value;
 
 use crate::config::{Config, PublicKey};
 
 use super::response::Problem;
+
+mod claims;
+#[cfg(test)]
+mod tests;
 
 /// The application of a token without `iss`.
 pub const DEFAULT_APP: &str = "default";
@@ -23,6 +36,10 @@ pub struct Identity {
     pub app: String,
     /// `None` for anonymous listeners.
     pub user: Option<String>,
+    /// The token's `exp` (unix seconds, leeway not added); `None` for
+    /// anonymous listeners. The reactor ends the stream at `exp` + leeway
+    /// (`CLOSE_ON_TOKEN_EXPIRY`).
+    pub exp: Option<u64>,
 }
 
 /// A refusal: which problem, and what exactly was wrong.
@@ -41,14 +58,15 @@ fn invalid(detail: impl Into<String>) -> AuthError {
 
 struct Key {
     key: DecodingKey,
-    validation: Validation,
+    /// This key's family (HMAC, RSA, EC or Ed25519) and nothing else.
+    algorithms: Vec<Algorithm>,
 }
 
 /// Checks tokens against the configured keys and claims policy.
 pub struct Verifier {
     hmac: Option<Key>,
     public: Option<Key>,
-    issuers: Vec<String>,
+    policy: claims::Policy,
     allow_anonymous: bool,
 }
 
@@ -56,23 +74,9 @@ impl Verifier {
     /// Builds the verifier; a key that does not parse is an error naming the
     /// variable it came from.
     pub fn from_config(cfg: &Config) -> Result<Self, crate::config::ConfigError> {
-        let base = |algs: &[Algorithm]| {
-            let mut v = Validation::new(algs[0]);
-            v.algorithms = algs.to_vec();
-            v.leeway = cfg.jwt_leeway_secs;
-            v.validate_nbf = true;
-            v.set_required_spec_claims(&["exp"]);
-            if cfg.jwt_audience.is_empty() {
-                v.validate_aud = false;
-            } else {
-                v.set_audience(&cfg.jwt_audience);
-                v.required_spec_claims.insert("aud".into());
-            }
-            v
-        };
         let hmac = cfg.jwt_secret.as_ref().map(|s| Key {
             key: DecodingKey::from_secret(s.as_bytes()),
-            validation: base(&[Algorithm::HS256, Algorithm::HS384, Algorithm::HS512]),
+            algorithms: vec![Algorithm::HS256, Algorithm::HS384, Algorithm::HS512],
         });
         let public = match &cfg.jwt_public_key {
             None => None,
@@ -94,14 +98,18 @@ impl Verifier {
                     })?;
                 Some(Key {
                     key,
-                    validation: base(&algs),
+                    algorithms: algs,
                 })
             }
         };
         Ok(Self {
             hmac,
             public,
-            issuers: cfg.jwt_issuers.clone(),
+            policy: claims::Policy {
+                leeway: cfg.jwt_leeway_secs,
+                issuers: cfg.jwt_issuers.clone(),
+                audience: cfg.jwt_audience.clone(),
+            },
             allow_anonymous: cfg.allow_anonymous,
         })
     }
@@ -111,13 +119,23 @@ impl Verifier {
         self.hmac.is_some() || self.public.is_some()
     }
 
-    /// Checks `token` (or its absence) and returns the listener's identity.
+    /// Checks `token` (or its absence) against the wall clock and returns
+    /// the listener's identity.
     pub fn verify(&self, token: Option<&str>) -> Result<Identity, AuthError> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.verify_at(token, now)
+    }
+
+    /// [`Verifier::verify`] at unix second `now`.
+    pub fn verify_at(&self, token: Option<&str>, now: u64) -> Result<Identity, AuthError> {
         let Some(token) = token else {
             return if self.allow_anonymous {
                 Ok(Identity {
                     app: DEFAULT_APP.into(),
                     user: None,
+                    exp: None,
                 })
             } else {
                 Err(AuthError {
@@ -126,63 +144,49 @@ impl Verifier {
                 })
             };
         };
-        let header = jsonwebtoken::decode_header(token)
-            .map_err(|_| invalid("Invalid JWT token: malformed header"))?;
+        let malformed = || invalid("Invalid JWT token: malformed header");
+        let mut parts = token.split('.');
+        let (Some(head), Some(payload), Some(signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(invalid("Invalid JWT token: not three dot-separated parts"));
+        };
+        let header = jsonwebtoken::decode_header(token).map_err(|_| malformed())?;
+        claims::check_crit(head)?;
+        // Each key lists only its own family's algorithms, so an HMAC token
+        // is never checked against a public key.
         let key = [&self.hmac, &self.public]
             .into_iter()
             .flatten()
-            .find(|k| k.validation.algorithms.contains(&header.alg))
+            .find(|k| k.algorithms.contains(&header.alg))
             .ok_or_else(|| {
                 invalid(format!(
                     "Invalid JWT token: algorithm {:?} is not accepted",
                     header.alg
                 ))
             })?;
-        let data =
-            jsonwebtoken::decode::<Value>(token, &key.key, &key.validation).map_err(|e| {
-                use jsonwebtoken::errors::ErrorKind as K;
-                match e.kind() {
-                    K::ExpiredSignature => AuthError {
-                        problem: Problem::ExpiredJwt,
-                        detail: "JWT token has expired".into(),
-                    },
-                    K::InvalidSignature => invalid("Invalid JWT token: bad signature"),
-                    K::ImmatureSignature => invalid("Invalid JWT token: not valid yet (nbf)"),
-                    K::InvalidAudience => invalid("Invalid JWT token: audience not accepted"),
-                    K::MissingRequiredClaim(c) => {
-                        invalid(format!("Invalid JWT token: missing `{c}`"))
-                    }
-                    _ => invalid("Invalid JWT token"),
-                }
-            })?;
-        let claims = data.claims;
-        let app = match claims.get("iss") {
-            None | Some(Value::Null) => DEFAULT_APP.to_string(),
-            Some(Value::String(s)) if !s.is_empty() => s.clone(),
-            Some(_) => {
-                return Err(invalid(
-                    "Invalid JWT token: `iss` must be a non-empty string",
-                ))
-            }
-        };
-        if !self.issuers.is_empty() && !self.issuers.contains(&app) {
-            return Err(AuthError {
-                problem: Problem::WrongIssuer,
-                detail: format!("issuer {app:?} is not accepted"),
-            });
+        let message = &token[..head.len() + 1 + payload.len()];
+        match jsonwebtoken::crypto::verify(signature, message.as_bytes(), &key.key, header.alg) {
+            Ok(true) => {}
+            Ok(false) => return Err(invalid("Invalid JWT token: bad signature")),
+            Err(_) => return Err(invalid("Invalid JWT token")),
         }
-        let user = ["sub", "userId"]
-            .iter()
-            .find_map(|c| match claims.get(*c) {
-                Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
-                Some(Value::Number(n)) => Some(n.to_string()),
-                _ => None,
-            })
-            .ok_or_else(|| invalid("Invalid JWT token: no user id (`sub` or `userId`)"))?;
-        Ok(Identity {
-            app,
-            user: Some(user),
-        })
+        // The claims are parsed here rather than by `jsonwebtoken::decode`,
+        // whose own claim parsing fails on some wrong types before the
+        // claims check could name them.
+        let claims: Value = claims::b64url_decode(payload)
+            .and_then(|json| serde_json::from_slice(&json).ok())
+            .ok_or_else(|| invalid("Invalid JWT token: the claims are not base64url JSON"))?;
+        self.check_claims(&claims, now)
+    }
+
+    /// The claims policy alone, on claims whose signature was verified (or
+    /// needs none, as in the fuzz target): value types, `exp` (required;
+    /// valid while `now < exp + JWT_LEEWAY_SECONDS`), `nbf`, `aud`
+    /// (`JWT_AUDIENCE`), `iss` (`JWT_ISSUER`; none = app `default`) and the
+    /// user id (`sub`, else `userId`). `now` is in unix seconds.
+    pub fn check_claims(&self, claims: &Value, now: u64) -> Result<Identity, AuthError> {
+        claims::check(claims, &self.policy, now)
     }
 }
 
@@ -201,196 +205,4 @@ fn parse_public_pem(pem: &str) -> Option<(DecodingKey, Vec<Algorithm>)> {
         return Some((k, vec![ES256, ES384]));
     }
     None
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use jsonwebtoken::{encode, EncodingKey, Header};
-    use serde_json::json;
-
-    fn cfg(pairs: &[(&str, &str)]) -> Config {
-        let map: std::collections::HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Config::from_lookup(&move |k| map.get(k).cloned()).unwrap()
-    }
-
-    fn now() -> u64 {
-        crate::sys::clock::unix_secs()
-    }
-
-    fn hs(alg: Algorithm, secret: &str, claims: Value) -> String {
-        encode(
-            &Header::new(alg),
-            &claims,
-            &EncodingKey::from_secret(secret.as_bytes()),
-        )
-        .unwrap()
-    }
-
-    fn verifier(pairs: &[(&str, &str)]) -> Verifier {
-        Verifier::from_config(&cfg(pairs)).unwrap()
-    }
-
-    #[test]
-    fn hmac_family_and_identity() {
-        let v = verifier(&[("JWT_SECRET", "s3cret")]);
-        for alg in [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512] {
-            let t = hs(
-                alg,
-                "s3cret",
-                json!({"sub":"u1","iss":"shop","exp":now()+60}),
-            );
-            assert_eq!(
-                v.verify(Some(&t)).unwrap(),
-                Identity {
-                    app: "shop".into(),
-                    user: Some("u1".into())
-                }
-            );
-        }
-        let t = hs(
-            Algorithm::HS256,
-            "s3cret",
-            json!({"userId":"u2","exp":now()+60}),
-        );
-        assert_eq!(
-            v.verify(Some(&t)).unwrap(),
-            Identity {
-                app: "default".into(),
-                user: Some("u2".into())
-            }
-        );
-    }
-
-    #[test]
-    fn refusals() {
-        let v = verifier(&[("JWT_SECRET", "s3cret")]);
-        let problem = |t: &str| v.verify(Some(t)).unwrap_err().problem;
-        assert_eq!(
-            problem(&hs(
-                Algorithm::HS256,
-                "other",
-                json!({"sub":"u","exp":now()+60})
-            )),
-            Problem::InvalidJwt
-        );
-        assert_eq!(
-            problem(&hs(
-                Algorithm::HS256,
-                "s3cret",
-                json!({"sub":"u","exp":now()-60})
-            )),
-            Problem::ExpiredJwt
-        );
-        // Within leeway (5 s) an expired token is still accepted.
-        assert!(v
-            .verify(Some(&hs(
-                Algorithm::HS256,
-                "s3cret",
-                json!({"sub":"u","exp":now()-2})
-            )))
-            .is_ok());
-        assert_eq!(
-            problem(&hs(Algorithm::HS256, "s3cret", json!({"sub":"u"}))),
-            Problem::InvalidJwt
-        );
-        assert_eq!(
-            problem(&hs(Algorithm::HS256, "s3cret", json!({"exp":now()+60}))),
-            Problem::InvalidJwt
-        );
-        assert_eq!(
-            problem(&hs(
-                Algorithm::HS256,
-                "s3cret",
-                json!({"sub":"u","exp":now()+60,"nbf":now()+600})
-            )),
-            Problem::InvalidJwt
-        );
-        assert_eq!(problem("not.a.jwt"), Problem::InvalidJwt);
-        // alg none: header {"alg":"none"}, no signature.
-        assert_eq!(
-            problem("eyJhbGciOiJub25lIn0.eyJzdWIiOiJ1IiwiZXhwIjo5OTk5OTk5OTk5fQ."),
-            Problem::InvalidJwt
-        );
-        assert_eq!(v.verify(None).unwrap_err().problem, Problem::MissingToken);
-    }
-
-    #[test]
-    fn issuer_and_audience_policy() {
-        let v = verifier(&[
-            ("JWT_SECRET", "k"),
-            ("JWT_ISSUER", "shop, blog"),
-            ("JWT_AUDIENCE", "web"),
-        ]);
-        let ok = hs(
-            Algorithm::HS256,
-            "k",
-            json!({"sub":"u","iss":"blog","aud":"web","exp":now()+60}),
-        );
-        assert!(v.verify(Some(&ok)).is_ok());
-        let wrong_iss = hs(
-            Algorithm::HS256,
-            "k",
-            json!({"sub":"u","iss":"evil","aud":"web","exp":now()+60}),
-        );
-        assert_eq!(
-            v.verify(Some(&wrong_iss)).unwrap_err().problem,
-            Problem::WrongIssuer
-        );
-        let no_iss = hs(
-            Algorithm::HS256,
-            "k",
-            json!({"sub":"u","aud":"web","exp":now()+60}),
-        );
-        assert_eq!(
-            v.verify(Some(&no_iss)).unwrap_err().problem,
-            Problem::WrongIssuer
-        );
-        let wrong_aud = hs(
-            Algorithm::HS256,
-            "k",
-            json!({"sub":"u","iss":"shop","aud":"app","exp":now()+60}),
-        );
-        assert_eq!(
-            v.verify(Some(&wrong_aud)).unwrap_err().problem,
-            Problem::InvalidJwt
-        );
-        let no_aud = hs(
-            Algorithm::HS256,
-            "k",
-            json!({"sub":"u","iss":"shop","exp":now()+60}),
-        );
-        assert_eq!(
-            v.verify(Some(&no_aud)).unwrap_err().problem,
-            Problem::InvalidJwt
-        );
-    }
-
-    #[test]
-    fn anonymous() {
-        let v = verifier(&[("ALLOW_ANONYMOUS", "true")]);
-        assert_eq!(
-            v.verify(None).unwrap(),
-            Identity {
-                app: "default".into(),
-                user: None
-            }
-        );
-        assert!(!v.has_keys());
-    }
-
-    #[test]
-    fn bad_public_key_names_variable() {
-        let e = Verifier::from_config(&cfg(&[("JWT_PUBLIC_KEY", "garbage")]))
-            .err()
-            .unwrap();
-        assert_eq!(e.var, "JWT_PUBLIC_KEY");
-        let e = Verifier::from_config(&cfg(&[("JWT_PUBLIC_KEY_FILE", "/nonexistent/key.pem")]))
-            .err()
-            .unwrap();
-        assert_eq!(e.var, "JWT_PUBLIC_KEY_FILE");
-    }
 }

@@ -6,6 +6,15 @@
 //! ring of their own that is merged with the app's ring by ingest sequence.
 //! Every reactor sees the same events in the same order, so replay gives the
 //! same answer on whichever reactor a listener lands.
+//!
+//! A *gap marker* ([`gap_event`], recorded by [`super::Hub::gap`] when a
+//! stream was trimmed past its reader) is kept in the ring like an event:
+//! a replay that crosses it sends its `history-gap` frame in place (so the
+//! listener learns that events were lost between the ones around it),
+//! whatever the listener's filter. Markers are never matched as a
+//! `Last-Event-ID`, and a replay that starts with a gap of its own (or from
+//! `earliest`, or `HISTORY_ON_CONNECT`) drops the markers before its first
+//! event; consecutive markers are sent once.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -48,11 +57,13 @@ impl Subscriber<'_> {
             Target::Users(ids) => self.user.is_some_and(|u| ids.iter().any(|id| &**id == u)),
             Target::Others(user) => self.user != Some(&**user),
         };
+        // Internal events (gap markers, here) pass every filter, as live.
         app_ok
             && target_ok
-            && self
-                .filter
-                .is_none_or(|f| f.matches(ev.event_type(), ev.source.as_deref()))
+            && (ev.internal
+                || self
+                    .filter
+                    .is_none_or(|f| f.matches(ev.event_type(), ev.source.as_deref())))
     }
 }
 
@@ -135,7 +146,10 @@ impl History {
         let (gap, start) = if last_event_id == EARLIEST {
             (false, 0)
         } else {
-            match visible.iter().rposition(|e| &*e.id == last_event_id) {
+            let found = visible
+                .iter()
+                .rposition(|e| !is_gap_marker(e) && &*e.id == last_event_id);
+            match found {
                 // Held, but a later event was already evicted from one of the
                 // two rings: what follows is incomplete, so say so.
                 Some(i) => (evicted_seq > visible[i].seq, i + 1),
@@ -147,7 +161,12 @@ impl History {
             .filter(|e| who.would_receive(e))
             .map(|e| (*e).clone())
             .collect();
-        Replay { gap, events }
+        // After an id that was found, a marker right behind it is news.
+        let found = !gap && last_event_id != EARLIEST;
+        Replay {
+            gap,
+            events: tidy_markers(events, found),
+        }
     }
 
     /// The last `n` events this listener would have received (for
@@ -170,20 +189,71 @@ impl History {
             (Some(_), None) => a.next(),
             (None, None) => None,
         });
-        let mut out: Vec<Arc<Event>> = newest_first
-            .filter(|e| who.would_receive(e))
-            .take(n)
-            .cloned()
-            .collect();
+        // `n` events, and the markers among them (not counted).
+        let mut out: Vec<Arc<Event>> = Vec::new();
+        let mut taken = 0;
+        for e in newest_first.filter(|e| who.would_receive(e)) {
+            if taken == n {
+                break;
+            }
+            taken += usize::from(!is_gap_marker(e));
+            out.push(e.clone());
+        }
         out.reverse();
-        out
+        tidy_markers(out, false)
     }
 }
+
+/// Drops consecutive gap markers but the first, and the markers before the
+/// first event unless `keep_leading`.
+fn tidy_markers(mut events: Vec<Arc<Event>>, keep_leading: bool) -> Vec<Arc<Event>> {
+    if !events.iter().any(|e| is_gap_marker(e)) {
+        return events;
+    }
+    let mut seen_event = keep_leading;
+    let mut last_was_marker = false;
+    events.retain(|e| {
+        let marker = is_gap_marker(e);
+        let keep = !marker || (seen_event && !last_was_marker);
+        seen_event |= !marker;
+        if keep {
+            last_was_marker = marker;
+        }
+        keep
+    });
+    events
+}
+
+/// The name of the gap event.
+pub const GAP_EVENT: &str = "history-gap";
 
 /// The `history-gap` event for an id that is no longer (or never was) held.
 pub fn gap_frame(last_event_id: &str) -> Vec<u8> {
     let data = serde_json::json!({ "lastEventId": last_event_id });
-    super::sse::encode_event(None, Some("history-gap"), super::sse::Payload::Json(&data))
+    super::sse::encode_event(None, Some(GAP_EVENT), super::sse::Payload::Json(&data))
+}
+
+/// A gap marker: events after `after_id` were lost before ingest read
+/// them. Internal (no `id:` line, passes every filter, goes to every app's
+/// listeners), with the `history-gap` frame for `after_id`.
+pub fn gap_event(seq: u64, after_id: &str, published_ms: u64) -> Event {
+    Event {
+        seq,
+        id: "".into(),
+        app: None,
+        target: Target::All,
+        name: Some(GAP_EVENT.into()),
+        source: None,
+        frame: gap_frame(after_id).into(),
+        published_ms,
+        internal: true,
+    }
+}
+
+/// Whether `ev` is a gap marker (presence events, the only other internal
+/// events, are never kept in history).
+pub fn is_gap_marker(ev: &Event) -> bool {
+    ev.internal && ev.name.as_deref() == Some(GAP_EVENT)
 }
 
 #[cfg(test)]
@@ -260,6 +330,56 @@ mod tests {
         let r = h.replay(&subscriber("default", None), "3-0");
         assert!(!r.gap);
         assert_eq!(ids(&r.events), ["4-0", "5-0"]);
+    }
+
+    /// Ids, with gap markers shown as `GAP`.
+    fn marked(events: &[Arc<Event>]) -> Vec<String> {
+        let id = |e: &Arc<Event>| match is_gap_marker(e) {
+            true => "GAP".to_string(),
+            false => e.id.to_string(),
+        };
+        events.iter().map(id).collect()
+    }
+
+    #[test]
+    fn a_gap_marker_is_replayed_in_place_whatever_the_filter() {
+        let mut h = History::new(10);
+        h.push(&Arc::new(gap_event(1, "0-1", 0)));
+        h.push(&ev(2, r#"{"event":"a","message":"2"}"#));
+        h.push(&Arc::new(gap_event(3, "2-0", 0)));
+        h.push(&ev(4, r#"{"event":"b","message":"4"}"#));
+        h.push(&Arc::new(gap_event(5, "4-0", 0)));
+        h.push(&Arc::new(gap_event(6, "4-0", 0)));
+        let all = subscriber("default", None);
+        // After a held id: every marker after it, consecutive ones once.
+        let r = h.replay(&all, "2-0");
+        assert!(!r.gap);
+        assert_eq!(marked(&r.events), ["GAP", "4-0", "GAP"]);
+        assert_eq!(&*r.events[0].frame, &gap_frame("2-0")[..]);
+        let r = h.replay(&all, "4-0");
+        assert!(!r.gap);
+        assert_eq!(marked(&r.events), ["GAP"]);
+        // From earliest, or after a gap of its own: no leading marker.
+        let r = h.replay(&all, EARLIEST);
+        assert_eq!(marked(&r.events), ["2-0", "GAP", "4-0", "GAP"]);
+        let r = h.replay(&all, "unknown");
+        assert!(r.gap);
+        assert_eq!(marked(&r.events), ["2-0", "GAP", "4-0", "GAP"]);
+        // A marker's empty id is never a position.
+        assert!(h.replay(&all, "").gap);
+        // A filter that takes only `b` still hears of both gaps.
+        let f = Filter::from_lists(Some("b"), None).unwrap().unwrap();
+        let only_b = Subscriber {
+            app: "shop",
+            user: None,
+            filter: Some(&f),
+        };
+        let r = h.replay(&only_b, "2-0");
+        assert_eq!(marked(&r.events), ["GAP", "4-0", "GAP"]);
+        // HISTORY_ON_CONNECT counts events, not markers, and drops a
+        // leading one.
+        assert_eq!(marked(&h.recent(&all, 1)), ["4-0", "GAP"]);
+        assert_eq!(marked(&h.recent(&all, 5)), ["2-0", "GAP", "4-0", "GAP"]);
     }
 
     #[test]

@@ -9,6 +9,11 @@
 //! each reactor at most once). So every reactor sees events in the same
 //! order, which is ingest-sequence order, and concurrent publishers encode
 //! in parallel.
+//!
+//! A publish is all or nothing ([`Hub::publish`], an HTTP batch); a
+//! stream's entries are independent ([`Hub::publish_each`]): an entry the
+//! hub refuses is left out alone and the others still go out as one batch.
+//! [`Hub::gap`] records that events were lost before ingest read them.
 
 pub mod envelope;
 pub mod filter;
@@ -86,6 +91,15 @@ impl Event {
 /// A batch of events in ingest order, as sent to every reactor.
 pub type Batch = Arc<[Arc<Event>]>;
 
+/// A group of [`Hub::publish_each`] that was refused, and why.
+#[derive(Debug)]
+pub struct Refused {
+    /// Its index among the groups.
+    pub group: usize,
+    /// `index` is the bad envelope's index within the group.
+    pub error: envelope::EnvelopeError,
+}
+
 /// The fan-out point between ingest and reactors.
 pub struct Hub {
     inboxes: Vec<Inbox>,
@@ -123,15 +137,47 @@ impl Hub {
         self.send(envelopes, now, Inbox::send_events)
     }
 
-    /// Like [`Hub::publish`], but the events only fill every reactor's
-    /// history (a stream's tail read at start-up): replayable, never
-    /// delivered live.
-    pub fn preload(
+    /// Publishes independent groups of envelopes (a stream's entries, one
+    /// group each) as one batch. A group holding an event whose frame is
+    /// over `max_frame` is refused alone, all of it; the other groups go
+    /// out together, in order. Returns how many events were published, and
+    /// the refused groups.
+    pub fn publish_each(
         &self,
-        envelopes: Vec<envelope::Envelope>,
+        groups: Vec<Vec<envelope::Envelope>>,
         now: Now,
-    ) -> Result<usize, envelope::EnvelopeError> {
-        self.send(envelopes, now, Inbox::send_history)
+    ) -> (usize, Vec<Refused>) {
+        self.send_groups(groups, now, Inbox::send_events)
+    }
+
+    /// Like [`Hub::publish_each`], but the events only fill every
+    /// reactor's history (a stream's tail read at start-up): replayable,
+    /// never delivered live.
+    pub fn preload_each(
+        &self,
+        groups: Vec<Vec<envelope::Envelope>>,
+        now: Now,
+    ) -> (usize, Vec<Refused>) {
+        self.send_groups(groups, now, Inbox::send_history)
+    }
+
+    /// Records that events after `after_id` were lost before ingest read
+    /// them (a stream trimmed past its reader), at this point of the event
+    /// order: every reactor keeps a gap marker in its history, so a replay
+    /// that crosses this point reports it, and every live listener is sent
+    /// `event: history-gap` with `data: {"lastEventId":"<after_id>"}`.
+    pub fn gap(&self, after_id: &str, now: Now) {
+        let (ticket, assigned) = self.reserve(1, now);
+        let seq = assigned.first().map_or(0, |(seq, _)| *seq);
+        let marker = Arc::new(history::gap_event(seq, after_id, now.mono_ms));
+        let batch: Batch = Arc::from([marker]);
+        // The history first: a listener that starts between the two
+        // messages hears of the gap twice (replay and live), never not at
+        // all. Reactors keep internal events delivered live out of history.
+        self.send_in_turn(ticket, Some(&batch), |inbox, batch| {
+            inbox.send_history(batch.clone());
+            inbox.send_events(batch);
+        });
     }
 
     fn send(
@@ -140,34 +186,52 @@ impl Hub {
         now: Now,
         send: fn(&Inbox, Batch),
     ) -> Result<usize, envelope::EnvelopeError> {
-        if envelopes.is_empty() {
-            return Ok(0);
+        let (n, mut refused) = self.send_groups(vec![envelopes], now, send);
+        refused.pop().map_or(Ok(n), |r| Err(r.error))
+    }
+
+    fn send_groups(
+        &self,
+        groups: Vec<Vec<envelope::Envelope>>,
+        now: Now,
+        send: fn(&Inbox, Batch),
+    ) -> (usize, Vec<Refused>) {
+        let total = groups.iter().map(Vec::len).sum();
+        if total == 0 {
+            return (0, Vec::new());
         }
         // Ids and a ticket under the lock; encoding outside it.
-        let (ticket, assigned) = self.reserve(envelopes.len(), now);
-        let batch: Batch = envelopes
-            .into_iter()
-            .zip(assigned)
-            .map(|(env, (seq, generated))| {
+        let (ticket, assigned) = self.reserve(total, now);
+        let mut assigned = assigned.into_iter();
+        let mut events: Vec<Arc<Event>> = Vec::with_capacity(total);
+        let mut refused = Vec::new();
+        for (group, envelopes) in groups.into_iter().enumerate() {
+            let start = events.len();
+            for (env, (seq, generated)) in envelopes.into_iter().zip(assigned.by_ref()) {
                 let mut ev = env.into_event(seq, generated);
                 ev.published_ms = now.mono_ms;
-                Arc::new(ev)
-            })
-            .collect();
-        let refused = batch.iter().position(|e| e.frame.len() > self.max_frame);
-        // A refused batch still takes (and passes on) its turn.
-        self.send_in_turn(ticket, refused.is_none().then_some(&batch), send);
-        match refused {
-            None => Ok(batch.len()),
-            Some(i) => Err(envelope::EnvelopeError {
-                index: Some(i),
-                reason: format!(
-                    "the encoded event is {} bytes, over the {} allowed (half of MAX_PENDING_BYTES)",
-                    batch[i].frame.len(),
-                    self.max_frame
-                ),
-            }),
+                events.push(Arc::new(ev));
+            }
+            let too_big = events[start..]
+                .iter()
+                .position(|e| e.frame.len() > self.max_frame);
+            if let Some(i) = too_big {
+                let error = envelope::EnvelopeError {
+                    index: Some(i),
+                    reason: format!(
+                        "the encoded event is {} bytes, over the {} allowed (half of MAX_PENDING_BYTES)",
+                        events[start + i].frame.len(),
+                        self.max_frame
+                    ),
+                };
+                refused.push(Refused { group, error });
+                events.truncate(start);
+            }
         }
+        let batch: Batch = events.into();
+        // A batch left empty still takes (and passes on) its turn.
+        self.send_in_turn(ticket, (!batch.is_empty()).then_some(&batch), send);
+        (batch.len(), refused)
     }
 
     /// Sends internal events (presence) to every reactor as one batch, in
@@ -230,5 +294,68 @@ impl Hub {
 
     pub fn inboxes(&self) -> &[Inbox] {
         &self.inboxes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use inbox::Msg;
+
+    fn hub(max_frame: usize) -> (Hub, crossbeam_channel::Receiver<Msg>) {
+        let (tx, rx, _wake) = inbox::inbox().unwrap();
+        (Hub::new(vec![tx], max_frame), rx)
+    }
+
+    fn group(json: &str) -> Vec<envelope::Envelope> {
+        envelope::decode(json.as_bytes()).unwrap()
+    }
+
+    fn events(msg: Msg) -> Vec<String> {
+        let batch = match msg {
+            Msg::Events(b) => b,
+            _ => panic!("not an events batch"),
+        };
+        batch.iter().map(|e| e.id.to_string()).collect()
+    }
+
+    #[test]
+    fn a_refused_group_leaves_the_others_in_one_batch() {
+        let (hub, rx) = hub(200);
+        let big = format!(r#"{{"id":"big","message":"{}"}}"#, "x".repeat(300));
+        let batch = r#"[{"id":"b1","message":"1"},{"id":"b2","message":"y"}]"#;
+        let groups = vec![
+            group(r#"{"id":"g1","message":"1"}"#),
+            group(&big),
+            group(batch),
+            group(&format!(r#"[{{"id":"h","message":"x"}},{big}]"#)),
+            group(r#"{"id":"g2","message":"2"}"#),
+        ];
+        let (n, refused) = hub.publish_each(groups, Now::default());
+        assert_eq!(n, 4);
+        let why: Vec<_> = refused.iter().map(|r| (r.group, r.error.index)).collect();
+        assert_eq!(why, [(1, Some(0)), (3, Some(1))]);
+        assert_eq!(events(rx.try_recv().unwrap()), ["g1", "b1", "b2", "g2"]);
+        assert!(rx.try_recv().is_err(), "one batch");
+        // publish stays all or nothing, and passes its turn on.
+        assert!(hub.publish(group(&big), Now::default()).is_err());
+        assert_eq!(hub.publish(group(batch), Now::default()).unwrap(), 2);
+        assert_eq!(events(rx.try_recv().unwrap()), ["b1", "b2"]);
+    }
+
+    #[test]
+    fn a_gap_goes_to_history_then_live() {
+        let (hub, rx) = hub(usize::MAX);
+        hub.gap("5-0", Now::default());
+        let marker = match rx.try_recv().unwrap() {
+            Msg::History(b) => b[0].clone(),
+            _ => panic!("the history first"),
+        };
+        assert!(history::is_gap_marker(&marker));
+        assert_eq!(&*marker.frame, &history::gap_frame("5-0")[..]);
+        match rx.try_recv().unwrap() {
+            Msg::Events(b) => assert!(Arc::ptr_eq(&b[0], &marker)),
+            _ => panic!("then live"),
+        }
     }
 }

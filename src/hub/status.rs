@@ -21,8 +21,11 @@ pub struct IngestStatus {
     pub published: AtomicU64,
     /// Messages or bodies refused by the decoder (any path).
     pub rejected: AtomicU64,
-    /// Times the Redis link was (re)established.
+    /// Times the Redis link was (re)established (pub/sub or streams).
     pub redis_connects: AtomicU64,
+    /// Streams mode: times entries were found trimmed (or deleted) before
+    /// herald read them, each recorded as a `history-gap`.
+    pub stream_gaps: AtomicU64,
     /// With the Redis registry: whether its writer's link is up. While it
     /// is not, streams are not held for the cluster-wide per-user count
     /// (the local limit still applies).
@@ -41,6 +44,7 @@ impl IngestStatus {
             published: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             redis_connects: AtomicU64::new(0),
+            stream_gaps: AtomicU64::new(0),
             registry_up: AtomicBool::new(false),
         }
     }

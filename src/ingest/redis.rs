@@ -1,26 +1,29 @@
 //! The Redis ingest thread: pub/sub on `REDIS_CHANNEL`, or `XREAD BLOCK` on
-//! `REDIS_STREAM`, feeding the hub. Never touches a reactor directly.
+//! `REDIS_STREAM` ([`stream`]), feeding the hub. Never touches a reactor
+//! directly.
 //!
-//! - **Pub/sub**: each message is an envelope (or batch); ids are assigned by
-//!   the hub unless the envelope has its own.
-//! - **Streams**: each entry's `envelope` field is decoded; the entry id is
-//!   the SSE id (`<entry-id>.<i>` for element `i` of a batch entry). The
-//!   thread remembers the last id read and resumes from it after any
-//!   reconnect, so entries added during an outage are delivered, in order,
-//!   once. On first connect it starts after the stream's current last entry
-//!   and loads the last `HISTORY_SIZE` entries before it into the history
-//!   (replayable, not delivered live), so ids survive a restart.
+//! - **Pub/sub**: each message is an envelope (or batch, all or nothing);
+//!   ids are assigned by the hub unless the envelope has its own. Redis
+//!   keeps nothing for an absent subscriber: what is published while the
+//!   link is down is lost. Each (re)subscription counts in
+//!   `redis_connects`, and a resubscription is logged as a warning that
+//!   says so.
+//! - **Streams**: see [`stream`]: each entry on its own, resumed after the
+//!   last id read, the tail loaded into history before the reactors start
+//!   ([`RedisIngest::load_tail`]), trimmed entries reported as a gap.
 //! - **Outages**: a quiet pub/sub link is probed with PING every 2 s and a
 //!   stream read times out after its BLOCK time plus 3 s, so a hung Redis or
 //!   a silently dropped path counts as lost. A lost link is retried with
 //!   capped exponential backoff; each state change is logged once; `/health`
 //!   shows `redis: down` meanwhile. Listeners are not touched.
 
+mod stream;
+mod trim;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use log::{info, warn};
-use redis::streams::{StreamId, StreamReadReply};
 
 use crate::config::{ConfigError, RedisConfig, RedisSource};
 use crate::hub::{envelope, Hub};
@@ -62,28 +65,64 @@ pub fn client(cfg: &RedisConfig) -> Result<redis::Client, ConfigError> {
     redis::Client::open(info).map_err(|e| bad(e.to_string()))
 }
 
-/// Runs the ingest loop forever (the thread ends with the process).
-pub fn run(
+/// The Redis ingest: built (and, in streams mode, its tail loaded) before
+/// the reactors start, then [`RedisIngest::run`] on its own thread.
+pub struct RedisIngest {
     client: redis::Client,
     source: RedisSource,
-    history_size: usize,
-    hub: Arc<Hub>,
-    status: Arc<IngestStatus>,
-) {
-    let mut ingest = Ingest {
-        hub,
-        status,
-        bad_log: RateLimitedLog::new(Duration::from_secs(10)),
-        last_stream_id: None,
-        history_size,
-    };
+    ingest: Ingest,
+}
+
+impl RedisIngest {
+    pub fn new(
+        client: redis::Client,
+        source: RedisSource,
+        history_size: usize,
+        hub: Arc<Hub>,
+        status: Arc<IngestStatus>,
+    ) -> Self {
+        let ingest = Ingest {
+            hub,
+            status,
+            bad_log: RateLimitedLog::new(Duration::from_secs(10)),
+            gap_log: RateLimitedLog::new(Duration::from_secs(10)),
+            cursor: stream::Cursor::default(),
+            history_size,
+            subscribed: false,
+        };
+        Self {
+            client,
+            source,
+            ingest,
+        }
+    }
+
+    /// Streams mode: reads the stream's last `HISTORY_SIZE` entries into
+    /// every reactor's inbox now, within a few seconds. Called before the
+    /// reactors start: a reactor drains its inbox before it answers a
+    /// stream, so even the first listener is replayed from the tail rather
+    /// than sent a false `history-gap`. When Redis cannot be reached it
+    /// says so, and the first connect loads the tail. Pub/sub: nothing.
+    pub fn load_tail(&mut self) {
+        if let RedisSource::Stream(key) = &self.source {
+            self.ingest.load_tail_now(&self.client, key);
+        }
+    }
+
+    /// Runs the ingest loop forever (the thread ends with the process).
+    pub fn run(mut self) {
+        run(&self.client, &self.source, &mut self.ingest);
+    }
+}
+
+fn run(client: &redis::Client, source: &RedisSource, ingest: &mut Ingest) {
     let mut backoff = BACKOFF_MIN;
     let mut first_attempt = true;
     loop {
         let started = Instant::now();
-        let err = match &source {
-            RedisSource::Channels(channels) => ingest.pubsub(&client, channels),
-            RedisSource::Stream(key) => ingest.stream(&client, key),
+        let err = match source {
+            RedisSource::Channels(channels) => ingest.pubsub(client, channels),
+            RedisSource::Stream(key) => ingest.stream(client, key),
         };
         let was_up = ingest.status.redis() == RedisState::Up;
         if ingest.status.set_redis(RedisState::Down) || first_attempt {
@@ -104,18 +143,27 @@ struct Ingest {
     hub: Arc<Hub>,
     status: Arc<IngestStatus>,
     bad_log: RateLimitedLog,
-    /// Streams mode: the id of the last entry handed to the hub.
-    last_stream_id: Option<String>,
+    /// Streams mode: trimmed entries found.
+    gap_log: RateLimitedLog,
+    /// Streams mode: where reading stands.
+    cursor: stream::Cursor,
     /// Streams mode: entries read into the history at start-up.
     history_size: usize,
+    /// Pub/sub: subscribed before (a subscription now is a resubscription).
+    subscribed: bool,
 }
 
 impl Ingest {
-    fn up(&self, what: &str) {
+    /// Counts a connect and marks the link up; true when it was not.
+    fn link_up(&self) -> bool {
         self.status
             .redis_connects
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if self.status.set_redis(RedisState::Up) {
+        self.status.set_redis(RedisState::Up)
+    }
+
+    fn up(&self, what: &str) {
+        if self.link_up() {
             info!("redis: link up, {what}");
         }
     }
@@ -137,7 +185,17 @@ impl Ingest {
                 return e;
             }
         }
-        self.up(&format!("subscribed to {}", channels.join(", ")));
+        let channels = channels.join(", ");
+        if !self.subscribed {
+            self.up(&format!("subscribed to {channels}"));
+        } else if self.link_up() {
+            warn!(
+                "redis: link up, subscribed again to {channels}; whatever was published while \
+                 the link was down is lost (pub/sub keeps nothing: use REDIS_STREAM when that \
+                 matters)"
+            );
+        }
+        self.subscribed = true;
         loop {
             match ps.get_message() {
                 Ok(msg) => {
@@ -153,81 +211,6 @@ impl Ingest {
                 }
                 Err(e) => return e,
             }
-        }
-    }
-
-    /// Reads the stream from the last id until the link fails.
-    fn stream(&mut self, client: &redis::Client, key: &str) -> redis::RedisError {
-        let mut conn = match client.get_connection_with_timeout(CONNECT_TIMEOUT) {
-            Ok(c) => c,
-            Err(e) => return e,
-        };
-        let timeout = Duration::from_millis(XREAD_BLOCK_MS) + CONNECT_TIMEOUT;
-        if let Err(e) = conn.set_read_timeout(Some(timeout)) {
-            return e;
-        }
-        if self.last_stream_id.is_none() {
-            // Start after the current last entry, resolved to a concrete id so
-            // that an outage before the first read loses nothing; the tail
-            // before it fills the history, so a listener that reconnects to
-            // this (re)started node with an older id is replayed, not gapped.
-            let tail: redis::RedisResult<redis::streams::StreamRangeReply> =
-                redis::cmd("XREVRANGE")
-                    .arg(key)
-                    .arg("+")
-                    .arg("-")
-                    .arg("COUNT")
-                    .arg(self.history_size.max(1))
-                    .query(&mut conn);
-            let tail = match tail {
-                Ok(r) => r.ids,
-                Err(e) => return e,
-            };
-            let last = tail
-                .first()
-                .map_or_else(|| "0-0".to_string(), |e| e.id.clone());
-            if self.history_size > 0 {
-                let envs = tail
-                    .iter()
-                    .rev()
-                    .filter_map(|entry| entry_envelopes(entry).ok())
-                    .flatten()
-                    .collect();
-                if let Err(e) = self.hub.preload(envs, super::now()) {
-                    warn!("redis: stream tail not loaded into history: {e}");
-                }
-            }
-            self.last_stream_id = Some(last);
-        }
-        let from = self.last_stream_id.clone().unwrap_or_default();
-        self.up(&format!("reading stream {key:?} after {from}"));
-        loop {
-            let from = self.last_stream_id.clone().unwrap_or_else(|| "0-0".into());
-            let reply: redis::RedisResult<Option<StreamReadReply>> = redis::cmd("XREAD")
-                .arg("COUNT")
-                .arg(XREAD_COUNT)
-                .arg("BLOCK")
-                .arg(XREAD_BLOCK_MS)
-                .arg("STREAMS")
-                .arg(key)
-                .arg(&from)
-                .query(&mut conn);
-            let reply = match reply {
-                Ok(r) => r,
-                Err(e) => return e,
-            };
-            let Some(reply) = reply else { continue };
-            let mut batch = Vec::new();
-            for entry in reply.keys.into_iter().flat_map(|k| k.ids) {
-                match entry_envelopes(&entry) {
-                    Ok(envs) => batch.extend(envs),
-                    Err(why) => {
-                        self.reject(&format!("redis: stream entry {} refused: {why}", entry.id))
-                    }
-                }
-                self.last_stream_id = Some(entry.id);
-            }
-            self.publish(batch);
         }
     }
 
@@ -258,27 +241,4 @@ impl Ingest {
             Err(e) => self.reject(&format!("redis: batch refused: {e}")),
         }
     }
-}
-
-/// The envelopes of one stream entry, each with its SSE id: the entry id, or
-/// `<entry-id>.<i>` for element `i` of a batch of several. `Err` says why the
-/// entry is refused.
-fn entry_envelopes(entry: &StreamId) -> Result<Vec<envelope::Envelope>, String> {
-    let Some(redis::Value::BulkString(bytes)) = entry.map.get("envelope") else {
-        return Err("no `envelope` field".into());
-    };
-    let envs = envelope::decode(bytes).map_err(|e| e.to_string())?;
-    let single = envs.len() == 1;
-    Ok(envs
-        .into_iter()
-        .enumerate()
-        .map(|(i, mut env)| {
-            env.id = Some(if single {
-                entry.id.clone()
-            } else {
-                format!("{}.{i}", entry.id)
-            });
-            env
-        })
-        .collect())
 }

@@ -129,6 +129,7 @@ impl<T: Transport> Core<T> {
             .replayed
             .fetch_add(preface.replay.len() as u64, Ordering::Relaxed);
         let app = self.users.intern_app(&req.identity.app);
+        let exp = req.identity.exp;
         self.conns[key as usize].filter = req.filter.map(Box::new);
         let user = match &req.identity.user {
             Some(user) => self.users.get_or_insert(app, user),
@@ -154,9 +155,16 @@ impl<T: Transport> Core<T> {
         if !self.write(key, &out, now_ms) {
             return;
         }
+        let gen = self.conns[key as usize].gen;
         if let Some(wheel) = &mut self.heartbeats {
-            let gen = self.conns[key as usize].gen;
             wheel.schedule((key, gen), now_ms / 1000 + heartbeat_secs);
+        }
+        if let (true, Some(exp)) = (self.shared.cfg.close_on_token_expiry, exp) {
+            let ends = exp.saturating_add(self.shared.cfg.jwt_leeway_secs);
+            let conns = &self.conns;
+            self.expiries.push((key, gen), ends, |(k, g)| {
+                conns.get(k as usize).is_some_and(|c| c.gen == g)
+            });
         }
     }
 }

@@ -22,6 +22,10 @@
 //!   `Last-Event-ID`.
 //! - Every close is counted by reason ([`stats::Why`]), every final
 //!   response by status, every delivery by publish-to-write latency.
+//! - With `CLOSE_ON_TOKEN_EXPIRY`, a stream with a token ends (reason
+//!   `expired`) at the first tick whose wall-clock second reaches its
+//!   `exp` + `JWT_LEEWAY_SECONDS`: the second from which the verifier
+//!   refuses that token.
 //! - A stream starts only after the inbox is drained, so replay and live
 //!   delivery meet where every other reactor's did: no gap, no duplicate.
 //! - Bounded work per turn: the driver accepts at most [`ACCEPT_BATCH`] and
@@ -65,7 +69,7 @@ pub use shared::Shared;
 use slot::{Conn, Pending};
 pub use stats::Stats;
 use stats::Why;
-use timers::{Deadlines, Token, Wheel};
+use timers::{Deadlines, Expiries, Token, Wheel};
 pub use transport::{Out, Sent, Transport};
 use users::{Users, NIL};
 
@@ -112,6 +116,8 @@ pub struct Core<T> {
     /// flight ([`views`]).
     views: HashMap<u32, views::View>,
     heartbeats: Option<Wheel>,
+    /// When streams' tokens expire (`CLOSE_ON_TOKEN_EXPIRY`).
+    expiries: Expiries,
     /// Start of this reactor, so per-connection times fit in a `u32`.
     epoch_ms: u64,
     /// A shutdown message was drained.
@@ -164,6 +170,7 @@ impl<T: Transport> Core<T> {
             waits: Deadlines::new(),
             views: HashMap::new(),
             heartbeats,
+            expiries: Expiries::new(),
             epoch_ms: now_s * 1000,
             stopping: false,
             unix_offset_s: 0,

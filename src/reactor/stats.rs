@@ -20,16 +20,20 @@ pub enum Why {
     Responded,
     /// Ended by `DELETE /connections/{id}`.
     Kicked,
+    /// Its token expired (`exp` + leeway, `CLOSE_ON_TOKEN_EXPIRY`).
+    Expired,
 }
 
 impl Why {
-    pub const ALL: [Why; 6] = [
+    /// Every reason, in the order of the counters (and of `/metrics`).
+    pub const ALL: [Why; 7] = [
         Why::Peer,
         Why::Slow,
         Why::Shutdown,
         Why::Idle,
         Why::Responded,
         Why::Kicked,
+        Why::Expired,
     ];
 
     pub fn name(self) -> &'static str {
@@ -40,6 +44,7 @@ impl Why {
             Why::Idle => "timeout",
             Why::Responded => "responded",
             Why::Kicked => "kicked",
+            Why::Expired => "expired",
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Timers, on the monotonic `now` the driver passes in: the header timeout,
 //! the close linger, and heartbeats (a comment, or a `ping` event carrying
-//! the wall-clock seconds the driver passes in).
+//! the wall-clock seconds the driver passes in); and token expiry, on those
+//! wall-clock seconds (a token's `exp` is wall-clock time).
 //!
 //! A heartbeat goes to a streaming connection that has written nothing for
 //! `HEARTBEAT_SECONDS`, at, never before, that interval (times are kept in
@@ -12,10 +13,19 @@ use crate::conn::session;
 use crate::conn::State;
 use crate::hub::sse;
 
+/// Streams ended for token expiry per turn: tokens that expire together
+/// (issued in a batch) end a slice at a time, with other work in between;
+/// the rest follow on the next turns, at once (`next_timeout` is 0 while
+/// any are due).
+pub(super) const EXPIRE_BATCH: usize = 1024;
+
 impl<T: Transport> Core<T> {
     /// Milliseconds until the next timer is due (at most one second, the
     /// heartbeat wheel's resolution).
     pub fn next_timeout(&self, now_ms: u64) -> u64 {
+        if self.expiries.due(self.unix_s(now_ms)) {
+            return 0;
+        }
         let mut t: u64 = 1000 - now_ms % 1000; // the next whole second
         for d in [&self.head_timeouts, &self.lingers, &self.waits] {
             if let Some(n) = d.next_in(now_ms) {
@@ -44,7 +54,21 @@ impl<T: Transport> Core<T> {
                 self.close(key, super::Why::Responded);
             }
         }
+        self.expire_tokens(unix_s);
         self.heartbeat(now_ms, unix_s);
+    }
+
+    /// Ends streams whose token expired (`exp` + leeway) by `unix_s`, at
+    /// most [`EXPIRE_BATCH`] of them.
+    fn expire_tokens(&mut self, unix_s: u64) {
+        for _ in 0..EXPIRE_BATCH {
+            let Some((key, gen)) = self.expiries.pop_due(unix_s) else {
+                return;
+            };
+            if self.alive(key, gen) && self.conns[key as usize].state == State::Streaming {
+                self.close(key, super::Why::Expired);
+            }
+        }
     }
 
     fn heartbeat(&mut self, now_ms: u64, unix_s: u64) {

@@ -9,7 +9,7 @@
 //!
 //! This file holds the fake and the rig; `stream` tests requests, replay
 //! and slot reuse, `output` the write queue, the slow-listener cut and
-//! heartbeats.
+//! heartbeats, `expiry` streams ending with their tokens.
 
 use std::collections::HashMap;
 use std::io;
@@ -376,6 +376,7 @@ fn ids(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
 
+mod expiry;
 mod handoff;
 mod output;
 mod stream;

@@ -294,8 +294,9 @@ pub fn run(prepared: Prepared) -> Result<(), StartError> {
         dir,
     );
     let admin = Arc::new(admin);
+    let heads = crate::admin::listener::max_heads(nofile as usize);
     spawn("admin", move || {
-        crate::admin::listener::serve(admin, admin_listener)
+        crate::admin::listener::serve(admin, admin_listener, heads)
     })?;
 
     sys::notify::ready(&format!("listening on {}", cfg.listen_addr));

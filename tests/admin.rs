@@ -188,3 +188,31 @@ fn head_requests_get_no_body_and_absolute_targets_are_read() {
     .unwrap();
     assert_eq!(r.status, 200);
 }
+
+#[test]
+fn at_a_small_fd_limit_the_admin_listener_stays_up_and_quiet() {
+    // 200 descriptors: the admin listener keeps at most 25 heads, so 300
+    // stalled strangers cannot run the process out of descriptors, /health
+    // answers throughout, and nothing floods the log.
+    let h = herald(&[(common::NOFILE, "200"), ("LOG_LEVEL", "info")]);
+    let lines_before = h.log().lines().count();
+    let stalled: Vec<TcpStream> = (0..300)
+        .filter_map(|_| {
+            let mut s = common::connect(h.admin_addr()).ok()?;
+            s.write_all(b"GET /stats HTTP/1.1\r\n").ok()?;
+            Some(s)
+        })
+        .collect();
+    assert!(stalled.len() > 250, "only {} connected", stalled.len());
+    for _ in 0..5 {
+        let t = Instant::now();
+        let r = send(&h, b"GET /health HTTP/1.1\r\n\r\n");
+        assert_eq!(r.status, 200);
+        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    }
+    let ok = publish(&h, r#"{"message":"still"}"#);
+    assert_eq!(ok.status, 202);
+    let logged = h.log().lines().count() - lines_before;
+    assert!(logged < 10, "{logged} log lines:\n{}", h.log());
+    drop(stalled);
+}

@@ -5,7 +5,9 @@
 //! Contract:
 //! - Heads are read non-blocking by one `poll(2)` loop, under
 //!   `HEADER_TIMEOUT_MS` (408 when part of a head came, a silent close when
-//!   nothing did); at most [`MAX_HEADS`] at once, the oldest dropped beyond.
+//!   nothing did); at most [`max_heads`] at once (fewer under a small
+//!   open-file limit, so the admin listener never runs the process out of
+//!   descriptors itself), the oldest dropped beyond.
 //!   A stalled client costs a descriptor and its head bytes, not a thread.
 //! - `GET /health`, refusals (401 on the head, before any body is read; 404,
 //!   405, 413 on a declared `Content-Length`) are answered right there and
@@ -35,6 +37,11 @@ use crate::ingest::RateLimitedLog;
 
 /// Connections whose head is being read (or whose refusal drains) at most.
 pub const MAX_HEADS: usize = 1024;
+
+/// [`MAX_HEADS`], or an eighth of a small open-file limit `nofile`.
+pub fn max_heads(nofile: usize) -> usize {
+    MAX_HEADS.min(nofile / 8).max(8)
+}
 /// Worker threads, and requests queued for them at most.
 pub const WORKERS: usize = 8;
 pub const QUEUE: usize = 64;
@@ -52,8 +59,9 @@ struct Conn {
     draining: bool,
 }
 
-/// Runs the front until the process exits.
-pub fn serve(admin: Arc<Admin>, listener: TcpListener) {
+/// Runs the front until the process exits, holding at most `max_heads`
+/// connections ([`max_heads`]).
+pub fn serve(admin: Arc<Admin>, listener: TcpListener, max_heads: usize) {
     let (jobs, queue) = crossbeam_channel::bounded::<Job>(QUEUE);
     for i in 0..WORKERS {
         let (admin, queue) = (admin.clone(), queue.clone());
@@ -70,6 +78,7 @@ pub fn serve(admin: Arc<Admin>, listener: TcpListener) {
     let mut front = Front {
         admin,
         jobs,
+        max_heads,
         conns: Vec::new(),
         spare: spare_fd(),
         paused_until: None,
@@ -83,6 +92,7 @@ pub fn serve(admin: Arc<Admin>, listener: TcpListener) {
 struct Front {
     admin: Arc<Admin>,
     jobs: Sender<Job>,
+    max_heads: usize,
     conns: Vec<Conn>,
     /// A descriptor kept free for answering when the process runs out.
     spare: Option<std::fs::File>,
@@ -150,7 +160,7 @@ impl Front {
                     if stream.set_nonblocking(true).is_err() {
                         continue;
                     }
-                    if self.conns.len() >= MAX_HEADS {
+                    if self.conns.len() >= self.max_heads {
                         self.conns.remove(0); // the oldest head: dropped
                     }
                     let deadline = Instant::now() + self.header_timeout();

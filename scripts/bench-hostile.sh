@@ -61,7 +61,10 @@ def one(i):
         head = b""
     took = time.time() - t
     status = head[9:12].decode(errors="replace") if head else "none"
-    held.append(s)  # keep every socket open: served ones stay listeners
+    if status == "200":
+        held.append(s)  # served ones stay listeners
+    else:
+        s.close()  # as a browser's EventSource does on an error status
     return took, status
 
 start = time.time()
@@ -119,4 +122,68 @@ print(f"| admin with 200 stalled unauthenticated POSTs | 20 authorized publishes
 for s in stalled:
     s.close()
 EOF
+stop_pids "$HPID"
+
+# publish: one batch of PUBLISH_MAX_BATCH envelopes within PUBLISH_MAX_BYTES,
+# to one listener reading at full speed: herald's RSS, and whether the
+# listener got every event or was cut.
+start_one "$HERALD"
+python3 - "$PORT" "$ADMIN" "$PUBLISH_TOKEN" "$HPID" "$RESULTS/hostile-publish-$LABEL.json" <<'EOF2'
+import json, socket, sys, threading, time, urllib.request
+
+port, admin, token, hpid, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+
+def rss_kb():
+    for line in open(f"/proc/{hpid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+
+s = socket.create_connection(("127.0.0.1", port), timeout=10)
+s.sendall(b"GET /sse HTTP/1.1\r\nHost: x\r\n\r\n")
+got, closed = [0], [False]
+def read():
+    buf = b""
+    s.settimeout(10)
+    while True:
+        try:
+            chunk = s.recv(1 << 16)
+        except socket.timeout:
+            return
+        if not chunk:
+            closed[0] = True
+            return
+        buf += chunk
+        got[0] += buf.count(b"event: bulk")
+        buf = buf[buf.rfind(b"\n\n") + 2:] if b"\n\n" in buf else buf
+t = threading.Thread(target=read, daemon=True)
+t.start()
+time.sleep(0.2)
+n = 10000
+batch = json.dumps([{"event": "bulk", "message": "m%05d" % i + "x" * 60} for i in range(n)]).encode()
+assert len(batch) <= 1 << 20, len(batch)
+before = rss_kb()
+peak = [before]
+stop = [False]
+def sample():
+    while not stop[0]:
+        peak[0] = max(peak[0], rss_kb())
+        time.sleep(0.005)
+threading.Thread(target=sample, daemon=True).start()
+req = urllib.request.Request(f"http://127.0.0.1:{admin}/publish", data=batch, method="POST",
+                             headers={"Authorization": f"Bearer {token}"})
+t0 = time.time()
+status = urllib.request.urlopen(req, timeout=30).status
+took = time.time() - t0
+time.sleep(2)
+stop[0] = True
+report = {"envelopes": n, "body_bytes": len(batch), "status": status, "publish_s": took,
+          "rss_before_kb": before, "rss_peak_kb": peak[0],
+          "rss_per_envelope_bytes": (peak[0] - before) * 1024 / n,
+          "listener_got": got[0], "listener_cut": closed[0]}
+json.dump(report, open(out, "w"), indent=1)
+print(f"| one {len(batch) // 1024} KiB batch of {n} envelopes | {status} in {took * 1000:.0f} ms | "
+      f"herald RSS {before // 1024} -> {peak[0] // 1024} MiB "
+      f"({report['rss_per_envelope_bytes']:.0f} B per envelope) | full-speed listener got "
+      f"{got[0]} of {n}{', cut as slow' if closed[0] else ''} |")
+EOF2
 stop_pids "$HPID"

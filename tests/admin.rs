@@ -216,3 +216,33 @@ fn at_a_small_fd_limit_the_admin_listener_stays_up_and_quiet() {
     assert!(logged < 10, "{logged} log lines:\n{}", h.log());
     drop(stalled);
 }
+
+#[test]
+fn one_publish_cannot_cut_a_listener_that_keeps_up() {
+    let h = herald(&[("MAX_PENDING_BYTES", "65536"), ("ALLOW_ANONYMOUS", "true")]);
+    let mut listener = h.sse("/sse", &[]);
+    let msg = "x".repeat(90);
+    let batch = |n: usize| {
+        let events: Vec<String> = (0..n)
+            .map(|i| format!(r#"{{"event":"bulk","message":"{i}:{msg}"}}"#))
+            .collect();
+        format!("[{}]", events.join(","))
+    };
+    // ~110 KB of broadcasts would land on the listener at once, over half of
+    // MAX_PENDING_BYTES: refused whole, before anyone is sent anything.
+    let r = publish(&h, &batch(1000));
+    assert_eq!(r.status, 400, "{}", r.body_text());
+    assert!(
+        r.body_text().contains("MAX_PENDING_BYTES"),
+        "{}",
+        r.body_text()
+    );
+    // A batch within it is delivered whole to the listener, which stays.
+    assert_eq!(publish(&h, &batch(200)).status, 202);
+    for i in 0..200 {
+        let ev = listener.expect_event();
+        assert!(ev.data.starts_with(&format!("{i}:")), "{ev:?}");
+    }
+    assert_eq!(publish(&h, r#"{"message":"after"}"#).status, 202);
+    assert_eq!(listener.expect_event().data, "after");
+}

@@ -11,9 +11,9 @@ use common::{jwt, Herald};
 use serde_json::json;
 
 /// Payload size, and events per publish.
-const PAYLOAD: usize = 16 * 1024;
-/// Three 16 KiB events per publish stay under MAX_PENDING_BYTES (64 KiB) for
-/// the reader even if its socket buffer took nothing at that moment.
+const PAYLOAD: usize = 8 * 1024;
+/// Three 8 KiB events per publish stay under half of MAX_PENDING_BYTES
+/// (64 KiB), what one publish may put on one listener at once.
 const PER_PUBLISH: usize = 3;
 
 #[test]

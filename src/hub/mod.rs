@@ -215,15 +215,27 @@ impl Hub {
             let too_big = events[start..]
                 .iter()
                 .position(|e| e.frame.len() > self.max_frame);
-            if let Some(i) = too_big {
-                let error = envelope::EnvelopeError {
+            let burst = burst(&events[start..]);
+            let error = match too_big {
+                Some(i) => Some(envelope::EnvelopeError {
                     index: Some(i),
                     reason: format!(
                         "the encoded event is {} bytes, over the {} allowed (half of MAX_PENDING_BYTES)",
                         events[start + i].frame.len(),
                         self.max_frame
                     ),
-                };
+                }),
+                None if burst > self.max_frame => Some(envelope::EnvelopeError {
+                    index: None,
+                    reason: format!(
+                        "this batch would send one listener {burst} bytes at once, over the {} \
+                         allowed (half of MAX_PENDING_BYTES): split it, or raise MAX_PENDING_BYTES",
+                        self.max_frame
+                    ),
+                }),
+                None => None,
+            };
+            if let Some(error) = error {
                 refused.push(Refused { group, error });
                 events.truncate(start);
             }
@@ -297,6 +309,26 @@ impl Hub {
     }
 }
 
+/// The most bytes of `events` one listener can be sent at once: every
+/// event that reaches all (or all but one) of an app's listeners, plus the
+/// events aimed at the user they add up to most for. A batch over the
+/// per-event limit this way would cut even a listener that keeps up.
+fn burst(events: &[Arc<Event>]) -> usize {
+    let mut shared = 0;
+    let mut per_user: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for ev in events {
+        match &ev.target {
+            Target::All | Target::Others(_) => shared += ev.frame.len(),
+            Target::Users(users) => {
+                for u in users.iter() {
+                    *per_user.entry(u).or_default() += ev.frame.len();
+                }
+            }
+        }
+    }
+    shared + per_user.values().copied().max().unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,6 +373,38 @@ mod tests {
         assert!(hub.publish(group(&big), Now::default()).is_err());
         assert_eq!(hub.publish(group(batch), Now::default()).unwrap(), 2);
         assert_eq!(events(rx.try_recv().unwrap()), ["b1", "b2"]);
+    }
+
+    #[test]
+    fn a_batch_one_listener_cannot_take_at_once_is_refused_whole() {
+        let (hub, rx) = hub(300);
+        let msg = "x".repeat(100);
+        // Three broadcasts of ~120 bytes: every listener gets all of them.
+        let bcast: Vec<String> = (0..3)
+            .map(|i| format!(r#"{{"id":"a{i}","message":"{msg}"}}"#))
+            .collect();
+        let err = hub
+            .publish(group(&format!("[{}]", bcast.join(","))), Now::default())
+            .unwrap_err();
+        assert_eq!(err.index, None);
+        assert!(err.reason.contains("MAX_PENDING_BYTES"), "{}", err.reason);
+        assert!(rx.try_recv().is_err(), "nothing of it was sent");
+        // The same to three different users: ~120 bytes each at most.
+        let targeted: Vec<String> = (0..3)
+            .map(|i| format!(r#"{{"id":"t{i}","to":"u{i}","message":"{msg}"}}"#))
+            .collect();
+        assert_eq!(
+            hub.publish(group(&format!("[{}]", targeted.join(","))), Now::default())
+                .unwrap(),
+            3
+        );
+        // Three to one user add up like broadcasts.
+        let one: Vec<String> = (0..3)
+            .map(|i| format!(r#"{{"id":"o{i}","to":"u1","message":"{msg}"}}"#))
+            .collect();
+        assert!(hub
+            .publish(group(&format!("[{}]", one.join(","))), Now::default())
+            .is_err());
     }
 
     #[test]

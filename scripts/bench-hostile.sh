@@ -124,12 +124,14 @@ for s in stalled:
 EOF
 stop_pids "$HPID"
 
-# publish: one batch of PUBLISH_MAX_BATCH envelopes within PUBLISH_MAX_BYTES,
-# to one listener reading at full speed: herald's RSS, and whether the
-# listener got every event or was cut.
+# publish: one broadcast batch of PUBLISH_MAX_BATCH envelopes within
+# PUBLISH_MAX_BYTES (refused: more than one listener may take at once), then
+# the same batch aimed at as many different users (accepted): herald's RSS
+# per accepted envelope, and whether a listener reading at full speed was
+# cut.
 start_one "$HERALD"
 python3 - "$PORT" "$ADMIN" "$PUBLISH_TOKEN" "$HPID" "$RESULTS/hostile-publish-$LABEL.json" <<'EOF2'
-import json, socket, sys, threading, time, urllib.request
+import json, socket, sys, threading, time, urllib.error, urllib.request
 
 port, admin, token, hpid, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 
@@ -159,8 +161,19 @@ t = threading.Thread(target=read, daemon=True)
 t.start()
 time.sleep(0.2)
 n = 10000
-batch = json.dumps([{"event": "bulk", "message": "m%05d" % i + "x" * 60} for i in range(n)]).encode()
-assert len(batch) <= 1 << 20, len(batch)
+def batch(targeted):
+    return json.dumps([dict({"event": "bulk", "message": "m%05d" % i + "x" * 40},
+                            **({"to": "u%d" % i} if targeted else {})) for i in range(n)]).encode()
+def post(body):
+    req = urllib.request.Request(f"http://127.0.0.1:{admin}/publish", data=body, method="POST",
+                                 headers={"Authorization": f"Bearer {token}"})
+    try:
+        return urllib.request.urlopen(req, timeout=30).status
+    except urllib.error.HTTPError as e:
+        return e.code
+bcast_status = post(batch(False))
+targeted = batch(True)
+assert len(targeted) <= 1 << 20, len(targeted)
 before = rss_kb()
 peak = [before]
 stop = [False]
@@ -169,21 +182,20 @@ def sample():
         peak[0] = max(peak[0], rss_kb())
         time.sleep(0.005)
 threading.Thread(target=sample, daemon=True).start()
-req = urllib.request.Request(f"http://127.0.0.1:{admin}/publish", data=batch, method="POST",
-                             headers={"Authorization": f"Bearer {token}"})
 t0 = time.time()
-status = urllib.request.urlopen(req, timeout=30).status
+status = post(targeted)
 took = time.time() - t0
 time.sleep(2)
 stop[0] = True
-report = {"envelopes": n, "body_bytes": len(batch), "status": status, "publish_s": took,
+report = {"envelopes": n, "body_bytes": len(targeted), "broadcast_status": bcast_status,
+          "status": status, "publish_s": took,
           "rss_before_kb": before, "rss_peak_kb": peak[0],
           "rss_per_envelope_bytes": (peak[0] - before) * 1024 / n,
           "listener_got": got[0], "listener_cut": closed[0]}
 json.dump(report, open(out, "w"), indent=1)
-print(f"| one {len(batch) // 1024} KiB batch of {n} envelopes | {status} in {took * 1000:.0f} ms | "
-      f"herald RSS {before // 1024} -> {peak[0] // 1024} MiB "
-      f"({report['rss_per_envelope_bytes']:.0f} B per envelope) | full-speed listener got "
-      f"{got[0]} of {n}{', cut as slow' if closed[0] else ''} |")
+print(f"| {n} envelopes, {len(targeted) // 1024} KiB | broadcast batch: {bcast_status}; to {n} "
+      f"users: {status} in {took * 1000:.0f} ms | herald RSS {before // 1024} -> {peak[0] // 1024} MiB "
+      f"({report['rss_per_envelope_bytes']:.0f} B per accepted envelope) | full-speed listener "
+      f"{'cut as slow' if closed[0] else 'still open'} |")
 EOF2
 stop_pids "$HPID"

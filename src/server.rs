@@ -139,16 +139,17 @@ pub fn run(prepared: Prepared) -> Result<(), StartError> {
         let cap = cfg.max_connections.min(nofile as usize);
         cap.min(cap * 2 / workers + 1024)
     };
-    // The kernel's send queue of each connection is fixed at an eighth of
-    // MAX_PENDING_BYTES requested, which the kernel doubles: a quarter of the
-    // budget (64 KiB by default); herald's own queue holds the rest
-    // (`Shared::pending_max`), and that is freed the moment a slow listener
-    // is cut.
+    // The kernel's send queue of each connection is fixed at a quarter of
+    // MAX_PENDING_BYTES requested, which the kernel doubles: half the budget
+    // (128 KiB by default); herald's own queue holds the rest
+    // (`Shared::pending_max`). A smaller kernel share (an eighth) let busy
+    // reactors cut a healthy listener whose bytes waited in herald's queue
+    // (BENCHMARKS.md, stalled listeners).
     let mut listeners = Vec::with_capacity(workers);
     let mut kernel_queue = 0;
     for _ in 0..workers {
         let (listener, granted) =
-            sys::net::reuseport_listener(cfg.listen_addr, cfg.max_pending_bytes / 8)
+            sys::net::reuseport_listener(cfg.listen_addr, cfg.max_pending_bytes / 4)
                 .map_err(|e| StartError(format!("cannot listen on {}: {e}", cfg.listen_addr)))?;
         kernel_queue = granted;
         listeners.push(listener);

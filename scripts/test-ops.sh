@@ -271,6 +271,9 @@ check "nginx example: no buffering, HTTP/1.1 upstream, gzip off, timeouts, fd li
   done
   ! grep -E "^[[:space:]]*gzip_types" tuning/nginx-sse.conf | grep -q event-stream'
 
+check "nginx example logs no tokens (no request line, URI, args or combined format)" bash -c '
+  ! grep -nE "[$](request([^_a-z]|$)|request_uri|args|query_string)|access_log .* combined" tuning/nginx-sse.conf'
+
 echo "== shell scripts"
 if command -v shellcheck >/dev/null 2>&1; then
   check "shellcheck scripts/tune.sh install.sh test-ops.sh" \

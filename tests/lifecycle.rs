@@ -51,6 +51,23 @@ fn bad_config_exits_2_naming_the_variable() {
     }
 }
 
+/// SPEC §7: an admin listener off loopback needs ADMIN_TOKEN, or an explicit
+/// ADMIN_INSECURE=true.
+#[test]
+fn admin_off_loopback_needs_a_token_or_admin_insecure() {
+    let (status, stderr) = Herald::run_expect_exit(&[("ADMIN_ADDR", "0.0.0.0:0")]);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("ADMIN_ADDR") && stderr.contains("ADMIN_TOKEN"),
+        "{stderr}"
+    );
+    for extra in [("ADMIN_TOKEN", "t"), ("ADMIN_INSECURE", "true")] {
+        let addr = format!("0.0.0.0:{}", common::free_port());
+        let h = Herald::try_start(&[("ADMIN_ADDR", addr.as_str()), extra]);
+        assert!(h.is_ok(), "{extra:?}: {}", h.err().unwrap_or_default());
+    }
+}
+
 #[test]
 fn public_key_file_with_garbage_exits_2() {
     let dir = common::TempDir::new("badkey");

@@ -121,6 +121,20 @@ impl Config {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| err("TRUSTED_PROXIES", e))?;
         let redis = redis_config(&env)?;
+        // An admin listener off loopback without a token would let anyone
+        // publish, list and end connections (SPEC §7).
+        if !admin_addr.ip().is_loopback()
+            && env.get("ADMIN_TOKEN").is_none()
+            && !env.bool("ADMIN_INSECURE", false)?
+        {
+            return Err(err(
+                "ADMIN_ADDR",
+                format!(
+                    "{admin_addr} is reachable from other hosts and ADMIN_TOKEN is unset: set \
+                     ADMIN_TOKEN, bind it to loopback, or set ADMIN_INSECURE=true"
+                ),
+            ));
+        }
         let registry_redis = env.choice(
             "CONNECTION_REGISTRY",
             false,

@@ -191,6 +191,11 @@ pub const VARS: &[(&str, &str, &str)] = &[
         "bearer token for every admin endpoint but /health",
     ),
     (
+        "ADMIN_INSECURE",
+        "false",
+        "true: allow ADMIN_ADDR off loopback without ADMIN_TOKEN",
+    ),
+    (
         "APP_ENV",
         "test",
         "test (text logs) | prod (JSON-lines logs)",

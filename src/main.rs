@@ -34,6 +34,9 @@ fn main() {
         Err(e) => config_error(&e),
     };
     herald::logging::init(cfg.log_format, cfg.log_level);
+    for (name, nearest) in herald::config::typos(std::env::vars().map(|(k, _)| k)) {
+        log::warn!("{name} is not a herald variable (ignored); did you mean {nearest}?");
+    }
     if !thp_disabled {
         log::debug!("PR_SET_THP_DISABLE refused: huge pages may inflate memory per connection");
     }

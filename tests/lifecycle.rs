@@ -68,6 +68,19 @@ fn admin_off_loopback_needs_a_token_or_admin_insecure() {
     }
 }
 
+/// SPEC §8: a typo of a herald variable is named at start-up with the
+/// nearest known one.
+#[test]
+fn a_misspelt_variable_is_named_with_the_nearest_one() {
+    let h = Herald::start(&[("JWT_SECERT", "x"), ("ALLOW_ANONYMOUS", "true")]);
+    let log = h.log();
+    assert!(
+        log.contains("JWT_SECERT is not a herald variable")
+            && log.contains("did you mean JWT_SECRET"),
+        "{log}"
+    );
+}
+
 #[test]
 fn public_key_file_with_garbage_exits_2() {
     let dir = common::TempDir::new("badkey");

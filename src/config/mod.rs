@@ -21,9 +21,11 @@ mod env;
 mod load;
 #[cfg(test)]
 mod tests;
+mod typos;
 mod vars;
 
 pub use cidr::Cidr;
+pub use typos::typos;
 pub use vars::VARS;
 
 /// A configuration mistake: which variable, and what is wrong with it.

@@ -200,11 +200,7 @@ impl<T: Transport> Core<T> {
         for &a in &apps {
             let heads = self.users.users_of(a).map(|u| u.head);
             for head in heads.chain(std::iter::once(self.users.app(a).anon)) {
-                let mut c = head;
-                while c != NIL {
-                    keys.push(c);
-                    c = self.conns[c as usize].user_next;
-                }
+                keys.extend(self.list_from(head));
             }
         }
         keys.extend(targeted.iter().map(|&(k, _)| k));
@@ -261,11 +257,10 @@ impl<T: Transport> Core<T> {
                     let Some(u) = self.users.find(app, id) else {
                         continue;
                     };
-                    let mut c = self.users.get(u).head;
-                    while c != NIL {
-                        out.push((c, i as u32));
-                        c = self.conns[c as usize].user_next;
-                    }
+                    out.extend(
+                        self.list_from(self.users.get(u).head)
+                            .map(|c| (c, i as u32)),
+                    );
                 }
             }
         }

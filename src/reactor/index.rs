@@ -10,6 +10,19 @@ use crate::conn::State;
 use crate::hub::registry::Record;
 
 impl<T: Transport> Core<T> {
+    /// The streams of one list (a user's, or an app's anonymous ones), from
+    /// its first key.
+    pub(super) fn list_from(&self, head: u32) -> impl Iterator<Item = u32> + '_ {
+        let mut next = head;
+        std::iter::from_fn(move || {
+            let c = next;
+            (c != NIL).then(|| {
+                next = self.conns[c as usize].user_next;
+                c
+            })
+        })
+    }
+
     /// Links a new stream of `app` into its user's list, or into the app's
     /// anonymous list when `user` is [`NIL`].
     pub(super) fn link_stream(&mut self, key: u32, app: u32, user: u32) {

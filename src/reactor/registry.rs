@@ -120,14 +120,7 @@ impl<T: Transport> Core<T> {
                 .collect(),
             None => self.users.users_of(app_ix).map(|e| e.head).collect(),
         };
-        let mut keys = Vec::new();
-        for mut c in heads {
-            while c != NIL {
-                keys.push(c);
-                c = self.conns[c as usize].user_next;
-            }
-        }
-        self.infos(keys.into_iter())
+        self.infos(heads.into_iter().flat_map(|h| self.list_from(h)))
     }
 
     fn infos(&self, keys: impl Iterator<Item = u32>) -> Vec<ConnInfo> {

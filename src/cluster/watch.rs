@@ -22,11 +22,10 @@ use redis::RedisResult;
 
 use super::{keys, Directory};
 use crate::hub::{Hub, Now};
+use crate::ingest::Backoff;
 use crate::presence::{announcement, Change, Presence, FEED_BATCH, FEED_LINGER};
 
 const IDLE: Duration = Duration::from_secs(2);
-const BACKOFF_MIN: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// What the watcher needs.
 pub struct Watch {
@@ -43,18 +42,17 @@ impl Watch {
         let Some(client) = self.dir.redis_client() else {
             return;
         };
-        let mut backoff = BACKOFF_MIN;
+        let mut backoff = Backoff::new();
         loop {
             let err = self.follow(&client, &mut backoff);
             warn!("registry: presence/kick subscription lost ({err}); retrying");
-            std::thread::sleep(backoff);
-            backoff = (backoff * 2).min(BACKOFF_MAX);
+            backoff.sleep();
         }
     }
 
     /// Subscribes, reloads the mirror, and handles messages until the link
     /// fails.
-    fn follow(&self, client: &redis::Client, backoff: &mut Duration) -> redis::RedisError {
+    fn follow(&self, client: &redis::Client, backoff: &mut Backoff) -> redis::RedisError {
         let mut con = match super::connect(client) {
             Ok(c) => c,
             Err(e) => return e,
@@ -71,7 +69,7 @@ impl Watch {
             "registry: following cluster presence and kicks for node {}",
             self.dir.node()
         );
-        *backoff = BACKOFF_MIN;
+        backoff.reset();
         loop {
             match ps.get_message() {
                 Ok(msg) => {

@@ -35,14 +35,13 @@ use super::sweep::{self, Sweep};
 use super::{keys, Directory};
 use crate::hub::registry::{Control, Record};
 use crate::hub::status::IngestStatus;
+use crate::ingest::Backoff;
 use crate::presence::gather;
 
 /// Records written per pipeline at most.
 pub const BATCH: usize = 1024;
 /// How long the writer waits for more records before writing a pipeline.
 const LINGER: Duration = Duration::from_millis(1);
-const BACKOFF_MIN: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// What the writer needs.
 pub struct Writer {
@@ -70,7 +69,7 @@ impl Writer {
             return;
         };
         let mut backlog: VecDeque<Record> = VecDeque::new();
-        let mut backoff = BACKOFF_MIN;
+        let mut backoff = Backoff::new();
         let mut registered = false;
         loop {
             let err = match super::connect(&client) {
@@ -79,7 +78,7 @@ impl Writer {
                         if registered {
                             info!("registry: Redis link up again");
                         }
-                        backoff = BACKOFF_MIN;
+                        backoff.reset();
                         match self.serve(&mut con, &shas, &mut backlog, &mut registered) {
                             Ok(Stopped) => return,
                             Err(e) => e,
@@ -91,8 +90,7 @@ impl Writer {
             };
             self.status.registry_up.store(false, Ordering::Relaxed);
             warn!("registry: Redis link down ({err}); retrying, records wait");
-            std::thread::sleep(backoff);
-            backoff = (backoff * 2).min(BACKOFF_MAX);
+            backoff.sleep();
         }
     }
 

@@ -55,9 +55,56 @@ impl RateLimitedLog {
     }
 }
 
+/// Capped exponential backoff between attempts at a lost link (Redis
+/// ingest, the registry writer, the cluster watcher): 100 ms doubling to 5 s.
+pub struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    const MIN: Duration = Duration::from_millis(100);
+    const MAX: Duration = Duration::from_secs(5);
+
+    pub fn new() -> Self {
+        Self { next: Self::MIN }
+    }
+
+    /// Back to the shortest wait (the link held).
+    pub fn reset(&mut self) {
+        self.next = Self::MIN;
+    }
+
+    /// Sleeps the current wait, and doubles the next (up to the cap).
+    pub fn sleep(&mut self) {
+        std::thread::sleep(self.advance());
+    }
+
+    /// The current wait; the next one doubles, up to the cap.
+    fn advance(&mut self) -> Duration {
+        let now = self.next;
+        self.next = (now * 2).min(Self::MAX);
+        now
+    }
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backoff_doubles_to_its_cap_and_resets() {
+        let mut b = Backoff::new();
+        let waits: Vec<u64> = (0..8).map(|_| b.advance().as_millis() as u64).collect();
+        assert_eq!(waits, [100, 200, 400, 800, 1600, 3200, 5000, 5000]);
+        b.reset();
+        assert_eq!(b.advance(), Duration::from_millis(100));
+    }
 
     #[test]
     fn rate_limited_log_suppresses_within_interval() {

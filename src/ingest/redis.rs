@@ -32,8 +32,6 @@ use super::RateLimitedLog;
 use crate::hub::status::{IngestStatus, RedisState};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-const BACKOFF_MIN: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// A link up at least this long resets the backoff.
 const STABLE_LINK: Duration = Duration::from_secs(10);
 /// `XREAD BLOCK` time; the socket read timeout is a little longer.
@@ -116,7 +114,7 @@ impl RedisIngest {
 }
 
 fn run(client: &redis::Client, source: &RedisSource, ingest: &mut Ingest) {
-    let mut backoff = BACKOFF_MIN;
+    let mut backoff = super::Backoff::new();
     let mut first_attempt = true;
     loop {
         let started = Instant::now();
@@ -132,10 +130,9 @@ fn run(client: &redis::Client, source: &RedisSource, ingest: &mut Ingest) {
         // Back off from the minimum again only after a link that held: one
         // that fails right after connecting keeps backing off.
         if was_up && started.elapsed() >= STABLE_LINK {
-            backoff = BACKOFF_MIN;
+            backoff.reset();
         }
-        std::thread::sleep(backoff);
-        backoff = (backoff * 2).min(BACKOFF_MAX);
+        backoff.sleep();
     }
 }
 

@@ -62,10 +62,9 @@ fn listing(dir: &Directory, app: &str, user: Option<&str>, extra: &str) -> Vec<u
 }
 
 fn unavailable(e: &Unavailable, extra: &str) -> Vec<u8> {
-    response::problem(
-        Problem::ServerFull,
+    response::busy(
         &format!("the connection registry cannot be read: {}", e.0),
-        &format!("{extra}Retry-After: 1\r\n"),
+        extra,
     )
 }
 

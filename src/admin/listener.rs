@@ -192,11 +192,7 @@ impl Front {
         );
         self.spare = None;
         if let Ok((mut stream, _)) = listener.accept() {
-            let _ = stream.write_all(&response::problem(
-                Problem::ServerFull,
-                "out of file descriptors",
-                "Retry-After: 1\r\n",
-            ));
+            let _ = stream.write_all(&response::busy("out of file descriptors", ""));
         }
         self.spare = spare_fd();
         self.paused_until = Some(Instant::now() + ACCEPT_PAUSE);
@@ -255,11 +251,7 @@ impl Front {
                     self.jobs.try_send(job)
                 {
                     let mut stream = job.stream;
-                    let _ = stream.write_all(&response::problem(
-                        Problem::ServerFull,
-                        "the admin listener is busy",
-                        "Retry-After: 1\r\n",
-                    ));
+                    let _ = stream.write_all(&response::busy("the admin listener is busy", ""));
                 }
             }
         }

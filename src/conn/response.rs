@@ -139,6 +139,17 @@ pub fn stream_head(connection_id: &uuid::Uuid, cors: &str) -> String {
     )
 }
 
+/// 503 `server_full` for work that could not be taken on right now (a
+/// queue full, an answer that did not come): try again in a second.
+/// `extra` holds header lines to add (CORS).
+pub fn busy(detail: &str, extra: &str) -> Vec<u8> {
+    problem(
+        Problem::ServerFull,
+        detail,
+        &format!("{extra}Retry-After: 1\r\n"),
+    )
+}
+
 /// A response to `HEAD`: the status line and headers (Content-Length as
 /// `GET` would have had it), no body (RFC 9110 §9.3.2).
 pub fn head_only(mut response: Vec<u8>) -> Vec<u8> {

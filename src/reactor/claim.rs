@@ -19,7 +19,7 @@ use std::sync::atomic::Ordering;
 
 use super::{Core, Transport, WAIT_TIMEOUT_MS};
 use crate::conn::auth::Identity;
-use crate::conn::response::{self, Problem};
+use crate::conn::response;
 use crate::conn::route::StreamRequest;
 use crate::conn::session;
 use crate::conn::State;
@@ -81,11 +81,7 @@ impl<T: Transport> Core<T> {
                 None => String::new(),
             };
             self.withdraw_claim(key);
-            let body = response::problem(
-                Problem::ServerFull,
-                "the connection registry did not answer in time",
-                &format!("{cors}Retry-After: 1\r\n"),
-            );
+            let body = response::busy("the connection registry did not answer in time", &cors);
             self.respond_and_close(key, &body, now_ms);
         }
     }

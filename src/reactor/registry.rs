@@ -14,7 +14,7 @@ use std::os::fd::AsFd;
 use super::stats::Why;
 use super::users::NIL;
 use super::{Core, Transport};
-use crate::conn::response::{self, Problem};
+use crate::conn::response;
 use crate::conn::State;
 use crate::hub::registry::{ConnInfo, ConnRef, Control, Query, Record};
 
@@ -74,11 +74,7 @@ impl<T: Transport> Core<T> {
             None => Some(query),
         };
         if let Some(q) = refused {
-            let body = response::problem(
-                Problem::ServerFull,
-                "too many connection listings in progress",
-                &format!("{}Retry-After: 1\r\n", q.cors),
-            );
+            let body = response::busy("too many connection listings in progress", &q.cors);
             self.respond_and_close(key, &body, now_ms);
         }
     }

@@ -208,21 +208,28 @@ fn the_per_user_limit_counts_every_node() {
     assert_eq!(b.sse_with_token(&token).status(), 200);
 }
 
-#[test]
-fn a_dead_nodes_connections_expire() {
+/// Two nodes with presence events; watcher `w` on A has heard of `u1`
+/// arriving on B, and both streams are registered.
+fn watcher_on_a_and_u1_on_b() -> (RedisServer, Herald, Herald, SseClient, SseClient) {
     let r = RedisServer::start();
     let gen = [("INTERNAL_EVENTS_STRATEGY", "generate")];
     let a = node(&r, &gen);
-    let mut b = node(&r, &gen);
+    let b = node(&r, &gen);
     let mut w = a.sse_with_token(&jwt::user_in("w", "shop"));
     expect(
         &mut w,
         "on-connection",
         json!({"users": ["w"], "truncated": false}),
     );
-    let _u1 = b.sse_with_token(&jwt::user_in("u1", "shop"));
+    let u1 = b.sse_with_token(&jwt::user_in("u1", "shop"));
     expect(&mut w, "user-connected", json!({"userId": "u1"}));
     listing_until(&a, "/connections/shop", |v| count(v) == 2);
+    (r, a, b, w, u1)
+}
+
+#[test]
+fn a_dead_nodes_connections_expire() {
+    let (r, a, mut b, mut w, _u1) = watcher_on_a_and_u1_on_b();
 
     let killed = Instant::now();
     b.kill();
@@ -269,19 +276,7 @@ fn a_node_registers_again_after_redis_loses_everything() {
 
 #[test]
 fn a_node_that_stops_cleanly_leaves_the_registry_at_once() {
-    let r = RedisServer::start();
-    let gen = [("INTERNAL_EVENTS_STRATEGY", "generate")];
-    let a = node(&r, &gen);
-    let mut b = node(&r, &gen);
-    let mut w = a.sse_with_token(&jwt::user_in("w", "shop"));
-    expect(
-        &mut w,
-        "on-connection",
-        json!({"users": ["w"], "truncated": false}),
-    );
-    let _u1 = b.sse_with_token(&jwt::user_in("u1", "shop"));
-    expect(&mut w, "user-connected", json!({"userId": "u1"}));
-    listing_until(&a, "/connections/shop", |v| count(v) == 2);
+    let (r, a, mut b, mut w, _u1) = watcher_on_a_and_u1_on_b();
 
     let stopped = Instant::now();
     b.sigterm();

@@ -10,12 +10,21 @@ use serde_json::Value;
 
 const TOKEN: &str = "registry-admin-token";
 
-fn admin(h: &Herald, method: &str, path: &str, token: Option<&str>) -> common::HttpResponse {
+fn request(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> common::HttpResponse {
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
     let req = format!("{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}\r\n");
-    http_exchange(h.admin_addr(), req.as_bytes(), EVENT_TIMEOUT).expect("admin request")
+    http_exchange(addr, req.as_bytes(), EVENT_TIMEOUT).expect("request answered")
+}
+
+fn admin(h: &Herald, method: &str, path: &str, token: Option<&str>) -> common::HttpResponse {
+    request(h.admin_addr(), method, path, token)
 }
 
 #[test]
@@ -114,11 +123,7 @@ fn listings_and_delete_across_reactors() {
 }
 
 fn public(h: &Herald, path: &str, token: Option<&str>) -> common::HttpResponse {
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\n{auth}\r\n");
-    http_exchange(h.addr(), req.as_bytes(), EVENT_TIMEOUT).expect("public request")
+    request(h.addr(), "GET", path, token)
 }
 
 #[test]

@@ -215,7 +215,14 @@ impl Hub {
             let too_big = events[start..]
                 .iter()
                 .position(|e| e.frame.len() > self.max_frame);
-            let burst = burst(&events[start..]);
+            // One event's burst is its frame, checked just above: only a
+            // batch (a publish body, a batch entry) needs the sum.
+            let group_events = &events[start..];
+            let burst = if group_events.len() > 1 {
+                burst(group_events)
+            } else {
+                0
+            };
             let error = match too_big {
                 Some(i) => Some(envelope::EnvelopeError {
                     index: Some(i),

@@ -137,6 +137,16 @@ pub fn render(s: &Sources<'_>) -> String {
             c.history_gaps,
         ),
         (
+            "herald_history_log_requests_total",
+            "Replays that asked the stream for positions no longer in memory.",
+            s.status.log_requests.load(Relaxed),
+        ),
+        (
+            "herald_history_log_reads_total",
+            "Range reads (XREVRANGE) issued for those replays, coalesced.",
+            s.status.log_reads.load(Relaxed),
+        ),
+        (
             "herald_inbox_stalls_total",
             "Publishes that waited for a reactor's full inbox.",
             s.inbox_stalls,
@@ -168,6 +178,26 @@ pub fn render(s: &Sources<'_>) -> String {
     };
     if let Some(up) = redis {
         let _ = writeln!(out, "herald_ingest_up{{source=\"redis\"}} {up}");
+    }
+    let held = [
+        (
+            "herald_history_events",
+            "Events held for replay.",
+            c.history_events,
+        ),
+        (
+            "herald_history_bytes",
+            "What the held events cost against HISTORY_MAX_BYTES.",
+            c.history_bytes,
+        ),
+        (
+            "herald_history_users",
+            "Users with at least one held event.",
+            c.history_users,
+        ),
+    ];
+    for (name, help, value) in held {
+        one(&mut out, name, "gauge", help, value);
     }
     latency(&mut out, c);
     out

@@ -198,6 +198,16 @@ impl Admin {
             "redis": redis,
             "redis_connects_total": self.status.redis_connects.load(Relaxed),
             "stream_gaps_total": self.status.stream_gaps.load(Relaxed),
+            "replays_total": c.replays,
+            "replayed_total": c.replayed,
+            "history_gaps_total": c.history_gaps,
+            "history": {
+                "events": c.history_events,
+                "bytes": c.history_bytes,
+                "users": c.history_users,
+            },
+            "history_log_requests_total": self.status.log_requests.load(Relaxed),
+            "history_log_reads_total": self.status.log_reads.load(Relaxed),
             "reactors": c.per_reactor,
         })
         .to_string()

@@ -90,6 +90,11 @@ impl Config {
         if history_size > 1_000_000 {
             return Err(err("HISTORY_SIZE", "at most 1000000"));
         }
+        let history_ttl_secs = env.parse("HISTORY_TTL_SECONDS", 600u64, "seconds")?;
+        if !(1..=7 * 86_400).contains(&history_ttl_secs) {
+            return Err(err("HISTORY_TTL_SECONDS", "expected 1..=604800 (a week)"));
+        }
+        let history_max_bytes = env.parse("HISTORY_MAX_BYTES", 256usize << 20, "a byte count")?;
         let history_on_connect = env.parse("HISTORY_ON_CONNECT", 0usize, "a count")?;
         let presence_events = env.choice(
             "INTERNAL_EVENTS_STRATEGY",
@@ -189,6 +194,8 @@ impl Config {
             max_pending_bytes,
             max_connections,
             history_size,
+            history_ttl_secs,
+            history_max_bytes,
             history_on_connect,
             presence_events,
             presence_list_max,

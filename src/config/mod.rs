@@ -116,7 +116,10 @@ pub struct Config {
     pub heartbeat_mode: HeartbeatMode,
     pub max_pending_bytes: usize,
     pub max_connections: usize,
+    /// Events one replay sends at most (`HISTORY_SIZE`).
     pub history_size: usize,
+    pub history_ttl_secs: u64,
+    pub history_max_bytes: usize,
     pub history_on_connect: usize,
     /// `INTERNAL_EVENTS_STRATEGY=generate`: presence events (SPEC §5).
     pub presence_events: bool,

@@ -102,7 +102,17 @@ pub const VARS: &[(&str, &str, &str)] = &[
     (
         "HISTORY_SIZE",
         "100",
-        "events kept per app for Last-Event-ID replay (0 = none)",
+        "events one Last-Event-ID replay sends at most (0 = no history)",
+    ),
+    (
+        "HISTORY_TTL_SECONDS",
+        "600",
+        "how long every event is kept for replay",
+    ),
+    (
+        "HISTORY_MAX_BYTES",
+        "268435456",
+        "node-wide byte budget of the history (oldest out first)",
     ),
     (
         "HISTORY_ON_CONNECT",

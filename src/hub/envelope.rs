@@ -22,6 +22,11 @@ pub struct Envelope {
     pub payload: Payload,
     pub id: Option<String>,
     pub source: Option<String>,
+    /// Read from a log (a stream entry): its id is a log position.
+    pub logged: bool,
+    /// How long ago it was published (a log entry read after the fact),
+    /// so that it ages out of history on time.
+    pub age_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -133,6 +138,8 @@ fn decode_one(value: Value) -> Result<Envelope, String> {
         payload,
         id,
         source,
+        logged: false,
+        age_ms: 0,
     })
 }
 
@@ -182,6 +189,7 @@ impl Envelope {
             frame: frame.into(),
             published_ms: 0,
             internal: false,
+            logged: self.logged,
         }
     }
 }

@@ -60,6 +60,9 @@ pub struct Event {
     /// (it does not move a listener's `Last-Event-ID`), it is never kept in
     /// history, and it passes every listener filter.
     pub internal: bool,
+    /// It came from a log (a Redis stream entry): its id is a log position
+    /// ([`history::log::Pos`]) that the log can replay from.
+    pub logged: bool,
 }
 
 /// An internal event to announce to an app's listeners.
@@ -208,8 +211,9 @@ impl Hub {
         for (group, envelopes) in groups.into_iter().enumerate() {
             let start = events.len();
             for (env, (seq, generated)) in envelopes.into_iter().zip(assigned.by_ref()) {
+                let age_ms = env.age_ms;
                 let mut ev = env.into_event(seq, generated);
-                ev.published_ms = now.mono_ms;
+                ev.published_ms = now.mono_ms.saturating_sub(age_ms);
                 events.push(Arc::new(ev));
             }
             let too_big = events[start..]
@@ -275,6 +279,7 @@ impl Hub {
                     frame: frame.into(),
                     published_ms: now.mono_ms,
                     internal: true,
+                    logged: false,
                 })
             })
             .collect();

@@ -30,6 +30,10 @@ pub struct IngestStatus {
     /// is not, streams are not held for the cluster-wide per-user count
     /// (the local limit still applies).
     pub registry_up: AtomicBool,
+    /// Streams mode: replays that asked the stream for positions no longer
+    /// in memory, and the range reads issued for them (coalesced).
+    pub log_requests: AtomicU64,
+    pub log_reads: AtomicU64,
 }
 
 impl IngestStatus {
@@ -46,6 +50,8 @@ impl IngestStatus {
             redis_connects: AtomicU64::new(0),
             stream_gaps: AtomicU64::new(0),
             registry_up: AtomicBool::new(false),
+            log_requests: AtomicU64::new(0),
+            log_reads: AtomicU64::new(0),
         }
     }
 

@@ -53,7 +53,7 @@ impl<T: Transport> Core<T> {
                     // Keep ingest order: what came before goes first.
                     self.take_in(&mut events, now_ms);
                     for ev in batch.iter() {
-                        self.history.push(ev);
+                        self.history.push(ev, now_ms);
                     }
                 }
                 Ok(Msg::Control(c)) => {
@@ -70,6 +70,7 @@ impl<T: Transport> Core<T> {
         }
         let more = !self.stopping && !self.inbox.is_empty();
         self.take_in(&mut events, now_ms);
+        self.stats.set_history(self.history.held());
         self.events = events;
         more
     }
@@ -86,7 +87,7 @@ impl<T: Transport> Core<T> {
             return;
         }
         for ev in events.iter().filter(|ev| !ev.internal) {
-            self.history.push(ev);
+            self.history.push(ev, now_ms);
         }
         self.deliver(events, now_ms);
         events.clear();

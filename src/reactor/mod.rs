@@ -60,7 +60,7 @@ use slab::Slab;
 
 use crate::conn::route::StreamRequest;
 use crate::conn::State;
-use crate::hub::history::History;
+use crate::hub::history::{History, Limits};
 use crate::hub::inbox::Msg;
 use crate::hub::registry::ConnRef;
 use crate::hub::Event;
@@ -154,7 +154,11 @@ impl<T: Transport> Core<T> {
             index,
             stats,
             inbox,
-            history: History::new(shared.cfg.history_size),
+            history: History::new(Limits {
+                cap: shared.cfg.history_size,
+                ttl_ms: shared.cfg.history_ttl_secs * 1000,
+                max_bytes: shared.cfg.history_max_bytes,
+            }),
             // Reserve the slab once (virtual memory; pages are touched only as
             // connections arrive) so it never reallocates under load.
             conns: Slab::with_capacity(capacity),

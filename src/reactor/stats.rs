@@ -82,6 +82,11 @@ pub struct Stats {
     pub replays: AtomicU64,
     pub replayed: AtomicU64,
     pub history_gaps: AtomicU64,
+    /// What this reactor's history holds (every reactor holds the same
+    /// events, sharing their frames).
+    history_events: AtomicU64,
+    history_bytes: AtomicU64,
+    history_users: AtomicU64,
     /// Deliveries by publish-to-write latency (the last bucket: slower than
     /// every bound), and their sum in milliseconds.
     latency: [AtomicU64; LATENCY_BOUNDS_MS.len() + 1],
@@ -119,6 +124,13 @@ impl Stats {
         self.responses[i].fetch_add(1, Relaxed);
     }
 
+    /// Publishes what the history holds.
+    pub fn set_history(&self, held: crate::hub::history::Held) {
+        self.history_events.store(held.events as u64, Relaxed);
+        self.history_bytes.store(held.bytes as u64, Relaxed);
+        self.history_users.store(held.users as u64, Relaxed);
+    }
+
     /// Records `count` deliveries written `ms` after their publish.
     pub fn latency(&self, ms: u64, count: u64) {
         let i = LATENCY_BOUNDS_MS.partition_point(|&b| b < ms);
@@ -150,6 +162,11 @@ pub struct Snapshot {
     pub replays: u64,
     pub replayed: u64,
     pub history_gaps: u64,
+    /// What the history holds (the largest of the reactors' figures: they
+    /// hold the same events and count shared frames once).
+    pub history_events: u64,
+    pub history_bytes: u64,
+    pub history_users: u64,
     /// Per bucket of [`LATENCY_BOUNDS_MS`], not cumulative.
     pub latency: [u64; LATENCY_BOUNDS_MS.len() + 1],
     pub latency_sum_ms: u64,
@@ -188,6 +205,9 @@ impl Counters {
             s.replays += r.replays.load(Relaxed);
             s.replayed += r.replayed.load(Relaxed);
             s.history_gaps += r.history_gaps.load(Relaxed);
+            s.history_events = s.history_events.max(r.history_events.load(Relaxed));
+            s.history_bytes = s.history_bytes.max(r.history_bytes.load(Relaxed));
+            s.history_users = s.history_users.max(r.history_users.load(Relaxed));
             add(&mut s.latency, &r.latency);
             s.latency_sum_ms += r.latency_sum_ms.load(Relaxed);
             s.per_reactor.push(r.open());

@@ -55,6 +55,8 @@ impl<T: Transport> Core<T> {
             }
         }
         self.expire_tokens(unix_s);
+        self.history.expire(now_ms);
+        self.stats.set_history(self.history.held());
         self.heartbeat(now_ms, unix_s);
     }
 

@@ -24,6 +24,9 @@ use crate::reactor::driver::{self, Backend, Parts};
 use crate::reactor::{Shared, Stats};
 use crate::sys;
 
+/// Replay requests waiting for the log reader at most.
+const LOG_QUEUE: usize = 256 * 1024;
+
 /// A start-up failure that is not a configuration mistake (exit code 1).
 #[derive(Debug)]
 pub struct StartError(pub String);
@@ -171,6 +174,14 @@ pub fn run(prepared: Prepared) -> Result<(), StartError> {
     let mut shared = Shared::new(cfg.clone(), verifier, status.clone(), Some(changes_tx));
     shared.queries = Some(queries_tx);
     shared.records = cfg.registry_redis.then(|| records_tx.clone());
+    // Streams mode: replays of positions memory no longer holds go to the
+    // log reader (bounded: when it is swamped, memory alone answers).
+    let streams = matches!(
+        cfg.redis.as_ref().map(|r| &r.source),
+        Some(crate::config::RedisSource::Stream(_))
+    );
+    let (log_tx, log_rx) = crossbeam_channel::bounded(LOG_QUEUE);
+    shared.log = streams.then_some(log_tx);
     shared.pending_max = cfg
         .max_pending_bytes
         .saturating_sub(kernel_queue)
@@ -198,7 +209,7 @@ pub fn run(prepared: Prepared) -> Result<(), StartError> {
             let mut ingest = RedisIngest::new(
                 client.clone(),
                 rc.source.clone(),
-                cfg.history_size,
+                shared.history_limits(),
                 hub.clone(),
                 status.clone(),
             );
@@ -283,6 +294,9 @@ pub fn run(prepared: Prepared) -> Result<(), StartError> {
         })?;
     }
     if let Some(ingest) = redis_ingest {
+        if let Some(reader) = ingest.log_reader(log_rx) {
+            spawn("log-reader", move || reader.run())?;
+        }
         spawn("ingest-redis", move || ingest.run())?;
     }
     let counters = crate::reactor::stats::Counters::new(stats);

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use super::http::{parse_head, Head, Method};
 use super::response::{self, Problem};
 use super::route::{route, Action, RouteCtx, StreamRequest};
-use crate::hub::history::{gap_frame, History, Subscriber};
+use crate::hub::history::{gap_frame, History, Replay, Subscriber};
 use crate::hub::{sse, Event};
 
 /// Request bytes held while a head arrives in pieces. Boxed so that an idle
@@ -126,11 +126,29 @@ pub struct Preface {
     pub replay: Vec<Arc<Event>>,
 }
 
+/// The replay after a stream's `Last-Event-ID` from memory alone (`None`
+/// without one).
+pub fn replay(req: &StreamRequest, history: &History) -> Option<Replay> {
+    let id = req.last_event_id.as_deref()?;
+    Some(history.replay(&subscriber(req), id))
+}
+
+/// Who a stream request is, for the history.
+pub fn subscriber(req: &StreamRequest) -> Subscriber<'_> {
+    Subscriber {
+        app: &req.identity.app,
+        user: req.identity.user.as_deref(),
+        filter: req.filter.as_ref(),
+    }
+}
+
 /// Decides a new stream's preface: `online` (the `on-connection` data, when
-/// presence events are on), then replay after `Last-Event-ID`, or the last
-/// `history_on_connect` events for a listener without one.
+/// presence events are on), then `replay` (after `Last-Event-ID`, see
+/// [`replay`]), or the last `history_on_connect` events for a listener
+/// without one.
 pub fn preface(
     req: &StreamRequest,
+    replay: Option<Replay>,
     history: &History,
     conn_id: &uuid::Uuid,
     retry_ms: u64,
@@ -139,17 +157,9 @@ pub fn preface(
 ) -> Preface {
     let mut head = response::stream_head(conn_id, &req.cors);
     head.push_str(&sse::retry_preface(retry_ms));
-    let who = Subscriber {
-        app: &req.identity.app,
-        user: req.identity.user.as_deref(),
-        filter: req.filter.as_ref(),
-    };
-    let (gap, replay) = match &req.last_event_id {
-        Some(id) => {
-            let r = history.replay(&who, id);
-            (r.gap.then(|| gap_frame(id)), r.events)
-        }
-        None => (None, history.recent(&who, history_on_connect)),
+    let (gap, replay) = match (replay, &req.last_event_id) {
+        (Some(r), Some(id)) => (r.gap.then(|| gap_frame(id)), r.events),
+        _ => (None, history.recent(&subscriber(req), history_on_connect)),
     };
     let on_connection = online
         .map(|users| sse::encode_event(None, Some("on-connection"), sse::Payload::Json(users)));

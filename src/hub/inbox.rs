@@ -33,6 +33,8 @@ pub enum Msg {
     History(Batch),
     /// A registry question or order from the admin side.
     Control(super::registry::Control),
+    /// The log reader's answer to a parked stream's replay request.
+    Log(super::history::log::LogAnswer),
     Shutdown,
 }
 
@@ -85,6 +87,11 @@ impl Inbox {
     /// Sends a registry question or order (waits while the inbox is full).
     pub fn control(&self, c: super::registry::Control) {
         self.send(Msg::Control(c));
+    }
+
+    /// Hands a parked stream the log reader's answer.
+    pub fn log_answer(&self, answer: super::history::log::LogAnswer) {
+        self.send(Msg::Log(answer));
     }
 
     /// Asks the reactor to stop. Waits at most a second for room in a full

@@ -9,24 +9,33 @@
 //!   `redis_connects`, and a resubscription is logged as a warning that
 //!   says so.
 //! - **Streams**: see [`stream`]: each entry on its own, resumed after the
-//!   last id read, the tail loaded into history before the reactors start
-//!   ([`RedisIngest::load_tail`]), trimmed entries reported as a gap.
+//!   last id read, the history warmed from the stream (the TTL window,
+//!   within the byte budget) before the reactors start
+//!   ([`RedisIngest::load_tail`]), trimmed entries reported as a gap; and
+//!   [`replay`]: positions memory no longer holds replayed from the stream
+//!   by the log reader, coalesced.
 //! - **Outages**: a quiet pub/sub link is probed with PING every 2 s and a
 //!   stream read times out after its BLOCK time plus 3 s, so a hung Redis or
 //!   a silently dropped path counts as lost. A lost link is retried with
 //!   capped exponential backoff; each state change is logged once; `/health`
 //!   shows `redis: down` meanwhile. Listeners are not touched.
 
+mod replay;
 mod stream;
 mod trim;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crossbeam_channel::Receiver;
 use log::{info, warn};
 
 use crate::config::{ConfigError, RedisConfig, RedisSource};
+use crate::hub::history::log::LogRequest;
+use crate::hub::history::Limits;
 use crate::hub::{envelope, Hub};
+pub use replay::LogReader;
+use replay::Through;
 
 use super::RateLimitedLog;
 use crate::hub::status::{IngestStatus, RedisState};
@@ -75,7 +84,7 @@ impl RedisIngest {
     pub fn new(
         client: redis::Client,
         source: RedisSource,
-        history_size: usize,
+        history: Limits,
         hub: Arc<Hub>,
         status: Arc<IngestStatus>,
     ) -> Self {
@@ -85,7 +94,8 @@ impl RedisIngest {
             bad_log: RateLimitedLog::new(Duration::from_secs(10)),
             gap_log: RateLimitedLog::new(Duration::from_secs(10)),
             cursor: stream::Cursor::default(),
-            history_size,
+            history,
+            through: Through::default(),
             subscribed: false,
         };
         Self {
@@ -105,6 +115,23 @@ impl RedisIngest {
         if let RedisSource::Stream(key) = &self.source {
             self.ingest.load_tail_now(&self.client, key);
         }
+    }
+
+    /// Streams mode: the log reader that replays positions memory no
+    /// longer holds, serving `requests` ([`replay`]).
+    pub fn log_reader(&self, requests: Receiver<LogRequest>) -> Option<LogReader> {
+        let RedisSource::Stream(key) = &self.source else {
+            return None;
+        };
+        Some(LogReader {
+            client: self.client.clone(),
+            key: key.clone(),
+            hub: self.ingest.hub.clone(),
+            status: self.ingest.status.clone(),
+            requests,
+            through: self.ingest.through.clone(),
+            cap: self.ingest.history.cap,
+        })
     }
 
     /// Runs the ingest loop forever (the thread ends with the process).
@@ -144,8 +171,10 @@ struct Ingest {
     gap_log: RateLimitedLog,
     /// Streams mode: where reading stands.
     cursor: stream::Cursor,
-    /// Streams mode: entries read into the history at start-up.
-    history_size: usize,
+    /// Streams mode: what the history keeps (the warm-up reads that much).
+    history: Limits,
+    /// Streams mode: the last entry handed to the hub, for the log reader.
+    through: Through,
     /// Pub/sub: subscribed before (a subscription now is a resubscription).
     subscribed: bool,
 }

@@ -17,6 +17,7 @@
 
 use std::sync::atomic::Ordering;
 
+use super::replay::{Parked, Wait};
 use super::{Core, Transport, WAIT_TIMEOUT_MS};
 use crate::conn::auth::Identity;
 use crate::conn::response;
@@ -50,7 +51,14 @@ impl<T: Transport> Core<T> {
         self.set_state(key, State::Waiting);
         self.conns[key as usize].head = None;
         self.waits.push((key, gen), now_ms + WAIT_TIMEOUT_MS);
-        self.parked.insert(key, req);
+        self.parked.insert(
+            key,
+            Parked {
+                req,
+                claimed: false,
+                wait: Wait::Claim,
+            },
+        );
     }
 
     /// The registry's verdict on a claim.
@@ -59,11 +67,16 @@ impl<T: Transport> Core<T> {
         if conn.reactor as usize != self.index || !self.alive(key, conn.gen) {
             return;
         }
-        let Some(req) = self.parked.remove(&key) else {
+        let Some(Parked {
+            req,
+            wait: Wait::Claim,
+            ..
+        }) = self.parked.remove(&key)
+        else {
             return;
         };
         if admitted {
-            self.start_stream(key, req, now_ms, true);
+            self.begin(key, req, now_ms, true);
         } else {
             self.respond_and_close(key, &session::user_full(&req.cors), now_ms);
         }
@@ -76,8 +89,11 @@ impl<T: Transport> Core<T> {
             if !self.alive(key, gen) || self.conns[key as usize].state != State::Waiting {
                 continue;
             }
+            if self.log_timed_out(key, now_ms) {
+                continue;
+            }
             let cors = match self.parked.get(&key) {
-                Some(req) => req.cors.clone(),
+                Some(p) => p.req.cors.clone(),
                 None => String::new(),
             };
             self.withdraw_claim(key);
@@ -86,10 +102,13 @@ impl<T: Transport> Core<T> {
         }
     }
 
-    /// Withdraws a parked stream's claim (its connection is going away).
+    /// Withdraws a parked stream's claim, asked or granted (its connection
+    /// is going away).
     pub(super) fn withdraw_claim(&mut self, key: u32) {
-        if let Some(req) = self.parked.remove(&key) {
-            self.unclaim(key, &req.identity);
+        if let Some(p) = self.parked.remove(&key) {
+            if p.claimed || matches!(p.wait, Wait::Claim) {
+                self.unclaim(key, &p.req.identity);
+            }
         }
     }
 

@@ -61,6 +61,11 @@ impl<T: Transport> Core<T> {
                     self.take_in(&mut events, now_ms);
                     self.on_control(c, now_ms);
                 }
+                Ok(Msg::Log(answer)) => {
+                    // Memory as of this point meets the answer.
+                    self.take_in(&mut events, now_ms);
+                    self.on_log(answer, now_ms);
+                }
                 Ok(Msg::Shutdown) => {
                     self.stopping = true;
                     break;

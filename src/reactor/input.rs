@@ -56,7 +56,7 @@ impl<T: Transport> Core<T> {
                 if self.needs_claim(&req) {
                     self.claim(key, req, now_ms);
                 } else {
-                    self.start_stream(key, req, now_ms, false);
+                    self.begin(key, req, now_ms, false);
                 }
             }
         }
@@ -81,14 +81,15 @@ impl<T: Transport> Core<T> {
         self.lingers.push((key, gen), now_ms + CLOSE_LINGER_MS);
     }
 
-    /// Starts the stream; `claimed`: the Redis registry already counted it
-    /// ([`super::claim`]).
+    /// Starts the stream with its `replay` (after `Last-Event-ID`);
+    /// `claimed`: the Redis registry already counted it ([`super::claim`]).
     pub(super) fn start_stream(
         &mut self,
         key: u32,
         req: StreamRequest,
         now_ms: u64,
         claimed: bool,
+        replay: Option<crate::hub::history::Replay>,
     ) {
         let presence = &self.shared.presence;
         if let (true, Some(user)) = (presence.active(), &req.identity.user) {
@@ -110,6 +111,7 @@ impl<T: Transport> Core<T> {
         let conn_id = self.conn_id(key);
         let preface = session::preface(
             &req,
+            replay,
             &self.history,
             &conn_id,
             retry_ms,

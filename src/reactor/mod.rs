@@ -38,6 +38,7 @@ mod index;
 mod input;
 mod output;
 mod registry;
+mod replay;
 mod shared;
 mod slot;
 pub mod stats;
@@ -58,9 +59,8 @@ use hashbrown::HashMap;
 use log::{info, trace, warn};
 use slab::Slab;
 
-use crate::conn::route::StreamRequest;
 use crate::conn::State;
-use crate::hub::history::{History, Limits};
+use crate::hub::history::History;
 use crate::hub::inbox::Msg;
 use crate::hub::registry::ConnRef;
 use crate::hub::Event;
@@ -108,9 +108,11 @@ pub struct Core<T> {
     pool: Vec<Vec<u8>>,
     head_timeouts: Deadlines,
     lingers: Deadlines,
-    /// Streams waiting for the cluster's per-user count ([`claim`]).
-    parked: HashMap<u32, StreamRequest>,
-    /// When each `Waiting` connection (a claim or a listing) gives up.
+    /// Streams waiting for the cluster's per-user count ([`claim`]) or the
+    /// log reader ([`replay`]).
+    parked: HashMap<u32, replay::Parked>,
+    /// When each `Waiting` connection (a claim, a log read or a listing)
+    /// gives up.
     waits: Deadlines,
     /// Presence views of streams that started while announcements were in
     /// flight ([`views`]).
@@ -154,11 +156,7 @@ impl<T: Transport> Core<T> {
             index,
             stats,
             inbox,
-            history: History::new(Limits {
-                cap: shared.cfg.history_size,
-                ttl_ms: shared.cfg.history_ttl_secs * 1000,
-                max_bytes: shared.cfg.history_max_bytes,
-            }),
+            history: History::new(shared.history_limits()),
             // Reserve the slab once (virtual memory; pages are touched only as
             // connections arrive) so it never reallocates under load.
             conns: Slab::with_capacity(capacity),

@@ -11,6 +11,8 @@ use crossbeam_channel::Sender;
 use crate::config::Config;
 use crate::conn::auth::Verifier;
 use crate::conn::ratelimit::RateLimiter;
+use crate::hub::history::log::LogRequest;
+use crate::hub::history::Limits;
 use crate::hub::registry::{IdCodec, Query, Record};
 use crate::hub::status::IngestStatus;
 use crate::presence::{Presence, Scope};
@@ -35,6 +37,9 @@ pub struct Shared {
     pub queries: Option<Sender<Query>>,
     /// With the Redis registry: where user streams' opens and closes go.
     pub records: Option<Sender<Record>>,
+    /// In streams mode: where replays of positions no longer in memory are
+    /// asked of the log reader.
+    pub log: Option<Sender<LogRequest>>,
     /// Unsent bytes a listener may have in userspace before it is cut:
     /// `MAX_PENDING_BYTES` less what the kernel's send queue may hold (the
     /// server sets it from the granted `SO_SNDBUF`; all of it by default).
@@ -42,6 +47,15 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// What every reactor's history keeps and gives.
+    pub fn history_limits(&self) -> Limits {
+        Limits {
+            cap: self.cfg.history_size,
+            ttl_ms: self.cfg.history_ttl_secs * 1000,
+            max_bytes: self.cfg.history_max_bytes,
+        }
+    }
+
     /// What every reactor shares, built from the configuration: presence
     /// (announcing to `feed` when presence events are on) and the rate
     /// limiter as configured, nothing open yet.
@@ -76,6 +90,7 @@ impl Shared {
             ids: IdCodec::new(seed),
             queries: None,
             records: None,
+            log: None,
             pending_max,
         }
     }

@@ -10,9 +10,10 @@
 //!   go to the hub as one batch, and a batch entry is all or nothing.
 //! - **Resume.** The last id read is kept across reconnects, so entries
 //!   added during an outage are delivered, in order, once.
-//! - **Tail.** Before the first read, the last `HISTORY_SIZE` entries fill
-//!   the history (replayable, not delivered live) and reading starts after
-//!   them. [`Ingest::load_tail`] runs at boot, before the reactors, so even
+//! - **Warm-up.** Before the first read, the entries of the last
+//!   `HISTORY_TTL_SECONDS` (within `HISTORY_MAX_BYTES`, each aged by its
+//!   entry id) fill the history (replayable, not delivered live) and
+//!   reading starts after them. [`Ingest::load_tail`] runs at boot, before the reactors, so even
 //!   the first listener is replayed from it; if Redis is unreachable then,
 //!   the first connect does it.
 //! - **Trimmed, never silent.** An `XINFO STREAM` pipelined behind every
@@ -26,17 +27,42 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use log::warn;
+use log::{info, warn};
 use redis::streams::{StreamId, StreamRangeReply, StreamReadReply};
 use redis::{RedisResult, Value};
 
 use super::trim::{EntryId, Info, Tally};
 use super::{Ingest, CONNECT_TIMEOUT, XREAD_BLOCK_MS, XREAD_COUNT};
+use crate::hub::history::log::Pos;
 use crate::hub::{envelope, Refused};
+
+/// Entries per read while warming the history.
+const WARM_PAGE: usize = 1000;
+
+/// How a warm-up went.
+#[derive(Default)]
+pub(super) struct Warmed {
+    reads: u64,
+    error: Option<redis::RedisError>,
+}
+
+/// What an entry will roughly cost in history: its fields twice (the
+/// envelope, then the encoded frame) plus the event's own overhead.
+fn entry_size(entry: &StreamId) -> usize {
+    let fields: usize = entry
+        .map
+        .values()
+        .map(|v| match v {
+            Value::BulkString(b) => b.len(),
+            _ => 16,
+        })
+        .sum();
+    2 * fields + entry.id.len() + 200
+}
 
 /// The boot-time tail load gives up after this long (then the reader
 /// thread loads it on its first connect).
-const TAIL_BUDGET: Duration = Duration::from_secs(5);
+const TAIL_BUDGET: Duration = Duration::from_secs(10);
 
 /// Where reading a stream stands.
 #[derive(Debug, Default)]
@@ -73,27 +99,23 @@ impl Ingest {
         }
     }
 
-    /// Reads the last `HISTORY_SIZE` entries into the history and starts
-    /// reading after the newest (a concrete id, so that an outage before
-    /// the first read loses nothing).
+    /// Warms the history with the entries of the last `HISTORY_TTL_SECONDS`
+    /// within `HISTORY_MAX_BYTES` (newest first, [`WARM_PAGE`] a read; what
+    /// was read before a failure is kept), and starts reading after the
+    /// newest (a concrete id, so that an outage before the first read loses
+    /// nothing).
     fn load_tail(&mut self, conn: &mut redis::Connection, key: &str) -> RedisResult<()> {
-        let mut pipe = redis::pipe();
-        pipe.cmd("XREVRANGE")
-            .arg(key)
-            .arg("+")
-            .arg("-")
-            .arg("COUNT")
-            .arg(self.history_size.max(1))
-            .cmd("XINFO")
-            .arg("STREAM")
-            .arg(key)
-            .ignore_errors();
-        let (tail, info): (RedisResult<StreamRangeReply>, RedisResult<Value>) = pipe.query(conn)?;
-        let tail = tail?.ids;
+        let info: RedisResult<Value> = redis::cmd("XINFO").arg("STREAM").arg(key).query(conn);
         // XINFO fails only for a stream that does not exist yet.
         let info = info.ok().map(|v| Info::parse(&v));
-        if self.history_size > 0 {
-            let (groups, ids) = self.decode_entries(tail.iter().rev());
+        let (tail, warmed) = self.read_window(conn, key);
+        if !tail.is_empty() {
+            let (mut groups, ids) = self.decode_entries(tail.iter().rev());
+            let now = super::super::now().unix_ms;
+            for env in groups.iter_mut().flatten() {
+                let ms = env.id.as_deref().and_then(Pos::parse).map_or(now, |p| p.ms);
+                env.age_ms = now.saturating_sub(ms);
+            }
             let (_, refused) = self.hub.preload_each(groups, super::super::now());
             self.refused(&ids, refused);
         }
@@ -104,12 +126,66 @@ impl Ingest {
             (None, Some(entry)) => entry.id.clone(),
             (None, None) => "0-0".into(),
         };
+        if !tail.is_empty() {
+            info!(
+                "redis: history warmed with {} entries of stream {key:?} ({} reads)",
+                tail.len(),
+                warmed.reads
+            );
+        }
+        self.read_through(&last);
         self.cursor.last = Some(last);
         self.cursor.tally = Tally::start(info.as_ref());
         if let Some(info) = &info {
             self.say_if_uncounted(info);
         }
-        Ok(())
+        warmed.error.map_or(Ok(()), Err)
+    }
+
+    /// The newest entries within the TTL and the byte budget, newest first,
+    /// each with its age set so it leaves the history on time.
+    fn read_window(&self, conn: &mut redis::Connection, key: &str) -> (Vec<StreamId>, Warmed) {
+        let limits = self.history;
+        let mut out: Vec<StreamId> = Vec::new();
+        let mut warmed = Warmed::default();
+        if limits.cap == 0 || limits.max_bytes == 0 {
+            return (out, warmed);
+        }
+        let now = super::super::now().unix_ms;
+        let oldest_ms = now.saturating_sub(limits.ttl_ms);
+        let mut bytes = 0usize;
+        let mut end = "+".to_string();
+        loop {
+            let page: RedisResult<StreamRangeReply> = redis::cmd("XREVRANGE")
+                .arg(key)
+                .arg(&end)
+                .arg(format!("{oldest_ms}-0"))
+                .arg("COUNT")
+                .arg(WARM_PAGE)
+                .query(conn);
+            let page = match page {
+                Ok(p) => p.ids,
+                Err(e) => {
+                    warmed.error = Some(e);
+                    break;
+                }
+            };
+            warmed.reads += 1;
+            let full = page.len() == WARM_PAGE;
+            for entry in page {
+                // Roughly what the event will cost: the envelope and its frame.
+                bytes += entry_size(&entry);
+                if bytes > limits.max_bytes {
+                    return (out, warmed);
+                }
+                end = format!("({}", entry.id);
+                out.push(entry);
+            }
+            if !full {
+                break;
+            }
+        }
+        (out, warmed)
     }
 
     /// Reads the stream from the last id until the link fails.
@@ -207,7 +283,15 @@ impl Ingest {
         let (n, refused) = self.hub.publish_each(groups, super::super::now());
         self.status.published.fetch_add(n as u64, Relaxed);
         self.refused(&ids, refused);
+        self.read_through(&last);
         self.cursor.last = Some(last);
+    }
+
+    /// Tells the log reader what has been handed to the hub.
+    fn read_through(&self, id: &str) {
+        if let Ok(mut t) = self.through.lock() {
+            *t = Some(id.to_string());
+        }
     }
 
     /// The envelopes of each entry that decodes (one group per entry) and
@@ -244,7 +328,7 @@ impl Ingest {
 /// The envelopes of one stream entry, each with its SSE id: the entry id, or
 /// `<entry-id>.<i>` for element `i` of a batch of several. `Err` says why the
 /// entry is refused.
-fn entry_envelopes(entry: &StreamId) -> Result<Vec<envelope::Envelope>, String> {
+pub(super) fn entry_envelopes(entry: &StreamId) -> Result<Vec<envelope::Envelope>, String> {
     let Some(Value::BulkString(bytes)) = entry.map.get("envelope") else {
         return Err("no `envelope` field".into());
     };
@@ -254,6 +338,7 @@ fn entry_envelopes(entry: &StreamId) -> Result<Vec<envelope::Envelope>, String> 
         .into_iter()
         .enumerate()
         .map(|(i, mut env)| {
+            env.logged = true;
             env.id = Some(if single {
                 entry.id.clone()
             } else {

@@ -1,7 +1,9 @@
 //! Work the core hands off instead of waiting for it: a public-listener
 //! connection listing (answered by [`Control::Answer`]) and, with the
 //! Redis registry, the cluster's per-user count (a [`Record::Claim`],
-//! answered by [`Control::Admit`], given up after the claim timeout).
+//! answered by [`Control::Admit`], given up after the claim timeout); and,
+//! in streams mode, a replay from a position memory no longer holds (a
+//! `LogRequest`, answered by a `LogAnswer`, memory alone after the wait).
 
 use crossbeam_channel::Receiver;
 
@@ -167,4 +169,73 @@ fn an_unanswered_claim_gives_up_and_a_closed_one_is_withdrawn() {
         },
     );
     assert_eq!(r.streaming(), 0);
+}
+
+/// A rig whose replays of positions memory lacks go to the returned log
+/// requests; `logged` publishes stream-like events (ids are positions).
+fn log_rig() -> (Rig, Receiver<crate::hub::history::log::LogRequest>) {
+    let (tx, rx) = crossbeam_channel::bounded(8);
+    (rig_with(&[], |s| s.log = Some(tx)), rx)
+}
+
+fn logged(id: &str) -> Vec<crate::hub::envelope::Envelope> {
+    let mut envs = decode(event(id).as_bytes()).expect("envelope");
+    envs[0].logged = true;
+    envs
+}
+
+fn last_event_id(id: &str) -> String {
+    format!("GET /sse HTTP/1.1\r\nLast-Event-ID: {id}\r\n\r\n")
+}
+
+#[test]
+fn a_position_memory_lacks_waits_for_the_log_then_meets_memory() {
+    use crate::hub::history::log::{LogAnswer, Pos};
+    let (mut r, asks) = log_rig();
+    let now = crate::hub::Now {
+        unix_ms: UNIX_MS,
+        mono_ms: r.now,
+    };
+    r.hub.publish(logged("20-0"), now).unwrap();
+    while r.core.drain_inbox(r.now) {}
+    // Held: no question.
+    let held = r.subscribe(&last_event_id("20-0"));
+    assert!(asks.try_recv().is_err());
+    // Not held, shaped like a position: parked, asked, nothing sent.
+    let t = r.connect();
+    assert!(r.input(t, &last_event_id("10-0")));
+    let ask = asks.try_recv().expect("asked the log");
+    assert_eq!(
+        (ask.after, ask.before),
+        (Pos::parse("10-0").unwrap(), Pos::parse("20-0"))
+    );
+    assert_eq!(r.wire(t), "");
+    // Not shaped like one: memory alone decides (a gap).
+    let other = r.subscribe(&last_event_id("never"));
+    assert!(asks.try_recv().is_err());
+    assert!(r.wire(other).contains("event: history-gap"));
+    // Live events meanwhile reach the others, and the parked one later.
+    r.hub.publish(logged("30-0"), now).unwrap();
+    let found = decode(event("15-0").as_bytes()).unwrap().remove(0);
+    let mut found = found.into_event(0, String::new());
+    found.logged = true;
+    r.hub.inboxes()[0].log_answer(LogAnswer {
+        conn: ask.conn,
+        events: vec![Arc::new(found)],
+        found: true,
+    });
+    while r.core.drain_inbox(r.now) {}
+    assert_eq!(r.ids(t), ["15-0", "20-0", "30-0"]);
+    assert!(!r.wire(t).contains("history-gap"));
+    assert_eq!(r.ids(held), ["30-0"]);
+
+    // No answer in time: memory alone, with the gap; never a 503.
+    let late = r.connect();
+    assert!(r.input(late, &last_event_id("10-0")));
+    asks.try_recv().expect("asked the log");
+    r.tick(T0 + WAIT_TIMEOUT_MS + 1000);
+    let wire = r.wire(late);
+    assert!(wire.starts_with("HTTP/1.1 200 "), "{wire}");
+    assert!(wire.contains("event: history-gap"));
+    assert_eq!(r.ids(late), ["20-0", "30-0"]);
 }

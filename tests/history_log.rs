@@ -130,6 +130,7 @@ fn a_restarted_node_warms_from_the_stream_and_reaches_past_its_memory() {
     let h2 = herald(&r, &[]);
     let s = stats(&h2);
     assert_eq!(s["history"]["events"], 4, "{s}");
+    assert_eq!(s["history_warm_reads_total"], 1, "{s}");
     let mut a = listen(&h2, "a", Some(&last));
     expect_exactly(&r, &mut a, &want);
     assert_eq!(stats(&h2)["history_log_requests_total"], 0);

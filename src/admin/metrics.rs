@@ -147,6 +147,11 @@ pub fn render(s: &Sources<'_>) -> String {
             s.status.log_reads.load(Relaxed),
         ),
         (
+            "herald_history_warm_reads_total",
+            "Range reads that warmed the history from the stream at start-up.",
+            s.status.warm_reads.load(Relaxed),
+        ),
+        (
             "herald_inbox_stalls_total",
             "Publishes that waited for a reactor's full inbox.",
             s.inbox_stalls,

@@ -208,6 +208,7 @@ impl Admin {
             },
             "history_log_requests_total": self.status.log_requests.load(Relaxed),
             "history_log_reads_total": self.status.log_reads.load(Relaxed),
+            "history_warm_reads_total": self.status.warm_reads.load(Relaxed),
             "reactors": c.per_reactor,
         })
         .to_string()

@@ -34,6 +34,8 @@ pub struct IngestStatus {
     /// in memory, and the range reads issued for them (coalesced).
     pub log_requests: AtomicU64,
     pub log_reads: AtomicU64,
+    /// Streams mode: range reads that warmed the history at start-up.
+    pub warm_reads: AtomicU64,
 }
 
 impl IngestStatus {
@@ -52,6 +54,7 @@ impl IngestStatus {
             registry_up: AtomicBool::new(false),
             log_requests: AtomicU64::new(0),
             log_reads: AtomicU64::new(0),
+            warm_reads: AtomicU64::new(0),
         }
     }
 

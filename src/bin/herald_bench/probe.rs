@@ -16,17 +16,21 @@ pub enum Audience {
     /// Every listener (the envelope has no `to`).
     All,
     /// `k` distinct users out of the run's users `u0..u<total>`, drawn per
-    /// event from `seed`.
-    Random { k: u64, seed: u64 },
+    /// event from `seed`; every `every`-th event (`n % every == every - 1`;
+    /// 0 = none) is a broadcast instead.
+    Random { k: u64, seed: u64, every: u64 },
 }
 
 impl Audience {
     /// The user indices event `seq` goes to, sorted, for a run of `total`
     /// users; `None` for a broadcast.
     pub fn targets(&self, seq: u64, total: u64) -> Option<Vec<u64>> {
-        let Audience::Random { k, seed } = *self else {
+        let Audience::Random { k, seed, every } = *self else {
             return None;
         };
+        if every > 0 && seq % every == every - 1 {
+            return None;
+        }
         let k = k.min(total);
         // Floyd's algorithm: k distinct draws in O(k).
         let mut rng = seed ^ seq.wrapping_mul(0x9e37_79b9_7f4a_7c15);
@@ -86,7 +90,11 @@ mod tests {
 
     #[test]
     fn targets_are_distinct_deterministic_and_in_range() {
-        let a = Audience::Random { k: 50, seed: 7 };
+        let a = Audience::Random {
+            k: 50,
+            seed: 7,
+            every: 0,
+        };
         let t = a.targets(3, 1000).unwrap();
         assert_eq!(t.len(), 50);
         assert!(t.windows(2).all(|w| w[0] < w[1]) && t[49] < 1000);
@@ -98,5 +106,12 @@ mod tests {
             "k is capped at the user count"
         );
         assert_eq!(Audience::All.targets(0, 10), None);
+        let mixed = Audience::Random {
+            k: 1,
+            seed: 7,
+            every: 3,
+        };
+        let kinds: Vec<bool> = (0..6).map(|n| mixed.targets(n, 10).is_some()).collect();
+        assert_eq!(kinds, [true, true, false, true, true, false]);
     }
 }

@@ -36,6 +36,8 @@ pub struct Plan {
     pub inflight: u64,
     pub connect_timeout_ms: u64,
     pub audience: Audience,
+    /// Storm: how long dropped listeners stay away before reconnecting.
+    pub away_ms: u64,
     /// Wall-clock ms after which the worker exits no matter what.
     pub deadline_unix_ms: u64,
 }

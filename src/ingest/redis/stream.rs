@@ -171,6 +171,7 @@ impl Ingest {
                 }
             };
             warmed.reads += 1;
+            self.status.warm_reads.fetch_add(1, Relaxed);
             let full = page.len() == WARM_PAGE;
             for entry in page {
                 // Roughly what the event will cost: the envelope and its frame.

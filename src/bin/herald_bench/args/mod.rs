@@ -55,9 +55,11 @@ EVENTS (fanout, storm):
     --events M             events to publish [default: 10]
     --event-rate R         events per second [default: 10]
     --to all|random:K      broadcast, or K random users per event [default: all]
+    --broadcast-every N    (random:K) every Nth event is a broadcast instead [default: 0 = none]
     --seed S               seed for random targets [default: 1]
     --drain D              wait at most this long after the last publish [default: 10s]
     --storm-after K        (storm) drop and reconnect after K events [default: events/4]
+    --away D               (storm) stay away this long before reconnecting [default: 0s]
 
 MEASURING AND OUTPUT:
     --server-pid PID[,PID] server processes to sample (repeatable): RSS, CPU;
@@ -149,6 +151,7 @@ pub struct Options {
     pub audience: Audience,
     pub drain: Duration,
     pub storm_after: u64,
+    pub away: Duration,
     pub server_pids: Vec<u32>,
     pub json: bool,
     pub json_file: Option<String>,
@@ -179,6 +182,7 @@ pub fn parse(mode: Mode, args: &[String]) -> Result<Options, String> {
         audience: Audience::All,
         drain: Duration::from_secs(10),
         storm_after: 0,
+        away: Duration::ZERO,
         server_pids: Vec::new(),
         json: false,
         json_file: None,
@@ -188,6 +192,7 @@ pub fn parse(mode: Mode, args: &[String]) -> Result<Options, String> {
     let (mut pub_url, mut pub_kind, mut pub_token) = (None, None, None);
     let (mut channel, mut stream) = ("herald".to_string(), "herald-stream".to_string());
     let (mut to, mut seed, mut storm_after) = ("all".to_string(), 1u64, None);
+    let mut every = 0u64;
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let mut value = || {
@@ -248,6 +253,8 @@ pub fn parse(mode: Mode, args: &[String]) -> Result<Options, String> {
             "--seed" => seed = number(flag, &value()?)?,
             "--drain" => o.drain = duration(flag, &value()?)?,
             "--storm-after" => storm_after = Some(number(flag, &value()?)?),
+            "--away" => o.away = duration(flag, &value()?)?,
+            "--broadcast-every" => every = number(flag, &value()?)?,
             "--server-pid" => {
                 for p in value()?.split(',').filter(|p| !p.is_empty()) {
                     o.server_pids.push(number(flag, p)?);
@@ -264,10 +271,13 @@ pub fn parse(mode: Mode, args: &[String]) -> Result<Options, String> {
     o.audience = match to.as_str() {
         "all" => Audience::All,
         t => match t.strip_prefix("random:").map(str::parse::<u64>) {
-            Some(Ok(k)) if k > 0 => Audience::Random { k, seed },
+            Some(Ok(k)) if k > 0 => Audience::Random { k, seed, every },
             _ => return Err(format!("--to: all or random:K (K > 0), not {t:?}")),
         },
     };
+    if every > 0 && o.audience == Audience::All {
+        return Err("--broadcast-every mixes broadcasts into --to random:K".into());
+    }
     o.storm_after = storm_after.unwrap_or(o.events / 4).min(o.events);
     if o.connections == 0 {
         return Err("-n must be at least 1".into());

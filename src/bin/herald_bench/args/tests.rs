@@ -53,7 +53,14 @@ fn modes_need_what_they_use() {
         &args("--pub redis://127.0.0.1:6379 --pub-kind redis-stream"),
     );
     assert_eq!(x.unwrap().publisher.unwrap().key, "herald-stream");
-    assert_eq!(f.audience, Audience::Random { k: 3, seed: 1 });
+    assert_eq!(
+        f.audience,
+        Audience::Random {
+            k: 3,
+            seed: 1,
+            every: 0
+        }
+    );
     let s = parse(
         Mode::Storm,
         &args("--pub http://127.0.0.1:9090/publish --events 8"),

@@ -136,6 +136,7 @@ fn plans(o: &Options, procs: usize) -> Vec<Plan> {
                 inflight: (o.inflight / procs as u64).max(1),
                 connect_timeout_ms: o.connect_timeout.as_millis() as u64,
                 audience: o.audience,
+                away_ms: o.away.as_millis() as u64,
                 deadline_unix_ms,
             };
             first += count;

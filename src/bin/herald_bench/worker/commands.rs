@@ -8,7 +8,7 @@
 use std::cmp::Reverse;
 use std::io::Write;
 use std::os::fd::AsFd;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 
@@ -109,7 +109,8 @@ impl Worker {
             }
         }
         self.progress.open -= st.closed;
-        self.pace_start = Instant::now();
+        // Away first (--away): nothing starts before `pace_start`.
+        self.pace_start = Instant::now() + Duration::from_millis(self.plan.away_ms);
         self.paced = 0;
         self.storm = Some(st);
         self.check_storm_done();

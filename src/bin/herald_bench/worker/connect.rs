@@ -36,7 +36,9 @@ impl Worker {
             self.retries.pop();
             self.queue.push_back(i);
         }
-        let budget = if self.plan.rate > 0.0 {
+        let budget = if now < self.pace_start {
+            0
+        } else if self.plan.rate > 0.0 {
             let allowed =
                 (self.plan.rate * now.duration_since(self.pace_start).as_secs_f64()) as u64 + 1;
             allowed.saturating_sub(self.paced)

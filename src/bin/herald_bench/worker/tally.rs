@@ -36,23 +36,28 @@ pub(super) struct Targets {
     pub(super) first: u64,
     pub(super) count: u64,
     pub(super) total: u64,
-    pub(super) memo: HashMap<u64, Vec<u64>>,
+    pub(super) memo: HashMap<u64, Option<Vec<u64>>>,
 }
 
 impl Targets {
     /// This worker's targets of event `seq` (global indices, sorted), or
-    /// `None` for a broadcast.
+    /// `None` for a broadcast (every event, or every `every`-th).
     pub(super) fn local(&mut self, seq: u64) -> Option<&[u64]> {
         if self.audience == Audience::All {
             return None;
         }
         let (first, count, total, audience) = (self.first, self.count, self.total, self.audience);
-        Some(self.memo.entry(seq).or_insert_with(|| {
-            let all = audience.targets(seq, total).unwrap_or_default();
-            all.into_iter()
-                .filter(|g| (first..first + count).contains(g))
-                .collect()
-        }))
+        self.memo
+            .entry(seq)
+            .or_insert_with(|| {
+                let all = audience.targets(seq, total)?;
+                Some(
+                    all.into_iter()
+                        .filter(|g| (first..first + count).contains(g))
+                        .collect(),
+                )
+            })
+            .as_deref()
     }
 }
 
@@ -91,7 +96,9 @@ impl Tally {
             self.duplicates += 1;
             return;
         }
-        if broadcast && n > *conn.next_seq {
+        // A skipped broadcast is a gap only when every event is one (with
+        // targeted events between, the listener's own are counted instead).
+        if broadcast && targets.audience == Audience::All && n > *conn.next_seq {
             self.gaps += 1;
         }
         *conn.next_seq = n + 1;

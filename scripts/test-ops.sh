@@ -177,6 +177,86 @@ done < <(find "$tmp/sysroot.orig" -type f)
 check "revert restores every original value" [ "$same" = 1 ]
 check "revert removes the saved state" [ ! -e "$state" ]
 check "check fails again after revert" bash -c '! bash "$1" --root "$2" check c1m >/dev/null 2>&1' _ "$tune" "$froot"
+# apply never lowers a value. A tree whose knobs are above the c1m profile in
+# some fields and below it in others (this is a stock Debian kernel's
+# tcp_rmem/tcp_wmem max, tcp_tw_reuse=2, and a port range that starts lower
+# but ends earlier): whatever apply proposes or writes, no field may go down
+# and no range may shrink.
+hroot="$tmp/highroot"
+hi() {
+  mkdir -p "$(dirname "$hroot/${1//.//}")"
+  printf '%s\n' "$2" >"$hroot/${1//.//}"
+}
+hi fs.file-max 99999999
+hi fs.nr_open 1048576
+hi net.core.somaxconn 4096
+hi net.ipv4.tcp_max_syn_backlog 999999
+hi net.core.netdev_max_backlog 1000
+hi net.ipv4.ip_local_port_range $'1024\t50000'
+hi net.ipv4.tcp_mem $'2000000\t1000\t9000000'
+hi net.ipv4.tcp_rmem $'4096\t131072\t33554432'
+hi net.ipv4.tcp_wmem $'8192\t16384\t4194304'
+hi net.ipv4.tcp_tw_reuse 2
+cp -a "$hroot" "$tmp/highroot.orig"
+hstate="$tmp/high-saved.conf"
+# lowered KEY BEFORE AFTER: succeeds when AFTER gives anything up: a field
+# below BEFORE's, a port range that no longer contains BEFORE's, or
+# tcp_tw_reuse moved off a value that was on.
+lowered() {
+  local key="$1" i
+  local -a b a
+  read -r -a b <<<"$2"
+  read -r -a a <<<"$3"
+  [ "${#a[@]}" = "${#b[@]}" ] || return 0
+  case "$key" in
+    net.ipv4.ip_local_port_range) [ "${a[0]}" -gt "${b[0]}" ] || [ "${a[1]}" -lt "${b[1]}" ] ;;
+    net.ipv4.tcp_tw_reuse) [ "${b[0]}" != 0 ] && [ "${a[0]}" != "${b[0]}" ] ;;
+    *)
+      for i in "${!b[@]}"; do [ "${a[$i]}" -lt "${b[$i]}" ] && return 0; done
+      return 1
+      ;;
+  esac
+}
+check "lowered() itself flags a lower max, a narrower range and tw_reuse 2->1" bash -c "
+  $(declare -f lowered)
+  lowered net.ipv4.tcp_rmem '4096 131072 33554432' '4096 16384 4194304' &&
+  lowered net.ipv4.ip_local_port_range '1024 50000' '10240 65535' &&
+  lowered net.ipv4.tcp_tw_reuse 2 1 &&
+  ! lowered net.ipv4.tcp_mem '1 2 3' '1 2 4' &&
+  ! lowered net.ipv4.ip_local_port_range '32768 60999' '10240 65535'"
+out="$(bash "$tune" --root "$hroot" --state "$hstate" apply c1m --dry-run 2>&1)" ||
+  fail "apply --dry-run on the high tree exits 0"
+proposals=0
+lowers=()
+while IFS= read -r line; do
+  [[ "$line" =~ ^would\ set\ ([^ ]+)\ =\ (.*)\ \(now\ (.*)\)$ ]] || continue
+  proposals=$((proposals + 1))
+  key="${BASH_REMATCH[1]}"
+  if lowered "$key" "${BASH_REMATCH[3]}" "${BASH_REMATCH[2]}"; then lowers+=("$line"); fi
+done <<<"$out"
+[ "${#lowers[@]}" = 0 ] || printf '  %s\n' "${lowers[@]}" >&2
+check "apply --dry-run proposes raises on the high tree (somaxconn, nr_open, ...)" [ "$proposals" -ge 4 ]
+check "apply --dry-run proposes no lowering (tcp_rmem/tcp_wmem max, tw_reuse, port range)" \
+  [ "${#lowers[@]}" = 0 ]
+check "apply --dry-run proposes the union of the port ranges" \
+  grep -qx 'would set net.ipv4.ip_local_port_range = 1024 65535 (now 1024 50000)' <<<"$out"
+check "apply --dry-run raises tcp_mem field by field, keeping higher fields" \
+  grep -qx 'would set net.ipv4.tcp_mem = 2000000 1572864 9000000 (now 2000000 1000 9000000)' <<<"$out"
+quiet bash "$tune" --root "$hroot" --state "$hstate" apply c1m || fail "apply on the high tree exits 0"
+written_lower=0
+while IFS= read -r f; do
+  rel="${f#"$tmp/highroot.orig/"}"
+  key="${rel//\//.}"
+  if lowered "$key" "$(norm "$f")" "$(norm "$hroot/$rel")"; then
+    echo "  apply lowered $key: $(norm "$f") -> $(norm "$hroot/$rel")" >&2
+    written_lower=1
+  fi
+done < <(find "$tmp/highroot.orig" -type f)
+check "apply writes no value lower than before" [ "$written_lower" = 0 ]
+check "apply raised what was short (somaxconn)" [ "$(cat "$hroot/net/core/somaxconn")" = 65535 ]
+check "check passes after apply on the high tree (it accepts what apply keeps)" \
+  quiet bash "$tune" --root "$hroot" check c1m
+
 check "unknown profile is a usage error (exit 2)" bash -c \
   'bash "$1" --root "$2" check c5m >/dev/null 2>&1; [ $? = 2 ]' _ "$tune" "$froot"
 

@@ -323,6 +323,10 @@ out="$(bash scripts/install.sh --prefix "$dry" --dry-run --profile c1m)" ||
 check "install.sh --dry-run creates nothing" [ ! -e "$dry" ]
 check "install.sh --dry-run lists the release build and every file" bash -c \
   'grep -q "cargo build --release" <<<"$1" && grep -q "etc/sysctl.d/60-herald-c1m.conf" <<<"$1" && grep -q "usr/local/bin/herald" <<<"$1"' _ "$out"
+check "limits.d raises nofile for the herald user only (no *, no root, no @group)" bash -c '
+  lines=$(grep -Ev "^[[:space:]]*(#|$)" "$1")
+  [ -n "$lines" ] && ! awk "\$1 != \"herald\" {bad=1} END {exit !bad}" <<<"$lines" &&
+  grep -Eq "^herald[[:space:]]+hard[[:space:]]+nofile[[:space:]]+[0-9]+" <<<"$lines"' _ tuning/limits.d/herald.conf
 check "install.sh rejects an unknown profile (exit 2)" bash -c \
   'bash scripts/install.sh --prefix "$1" --profile c5m >/dev/null 2>&1; [ $? = 2 ]' _ "$tmp/bad"
 

@@ -323,6 +323,21 @@ out="$(bash scripts/install.sh --prefix "$dry" --dry-run --profile c1m)" ||
 check "install.sh --dry-run creates nothing" [ ! -e "$dry" ]
 check "install.sh --dry-run lists the release build and every file" bash -c \
   'grep -q "cargo build --release" <<<"$1" && grep -q "etc/sysctl.d/60-herald-c1m.conf" <<<"$1" && grep -q "usr/local/bin/herald" <<<"$1"' _ "$out"
+# No profile unless asked: not laid out, not applied (the dry run on / shows
+# what a real install would run), no MAX_CONNECTIONS written.
+plain="$tmp/plain"
+bash scripts/install.sh --prefix "$plain" --binary "$herald" >/dev/null ||
+  fail "install.sh without --profile exits 0"
+check "install.sh without --profile puts no profile in etc/sysctl.d" \
+  [ -z "$(find "$plain/etc" -path '*sysctl.d*' -type f 2>/dev/null)" ]
+check "install.sh without --profile leaves MAX_CONNECTIONS at its default" \
+  grep -qx '#MAX_CONNECTIONS=10000000' "$plain/etc/herald/herald.env"
+out="$(bash scripts/install.sh --dry-run --binary "$herald")" || fail "install.sh --dry-run on / exits 0"
+check "a real install without --profile would apply nothing (no herald-tune apply, no sysctl.d)" \
+  bash -c '! grep -Eq "herald-tune apply|/etc/sysctl.d/" <<<"$1"' _ "$out"
+out="$(bash scripts/install.sh --dry-run --binary "$herald" --profile c100k)" || true
+check "a real install with --profile c100k would install and apply it" bash -c \
+  'grep -q "/etc/sysctl.d/60-herald-c100k.conf" <<<"$1" && grep -q "herald-tune apply c100k" <<<"$1"' _ "$out"
 check "limits.d raises nofile for the herald user only (no *, no root, no @group)" bash -c '
   lines=$(grep -Ev "^[[:space:]]*(#|$)" "$1")
   [ -n "$lines" ] && ! awk "\$1 != \"herald\" {bad=1} END {exit !bad}" <<<"$lines" &&

@@ -355,13 +355,38 @@ out="$(MAX_CONNECTIONS=1000 WORKERS=2 bash -c 'ulimit -n 4096 && exec "$0" docto
 check "doctor passes the fd limit when it fits" grep -q '^OK    fd limit' <<<"$out"
 
 echo "== nginx example"
-if command -v nginx >/dev/null 2>&1; then
-  # Logs and pid under the temp dir, so the test writes nothing to the host.
+# nginx -t parses every directive and its arguments, so an unknown or
+# misspelled setting fails it. When nginx is not installed, Debian's nginx
+# package is unpacked (dpkg-deb -x, not installed: no service starts) into the
+# target dir and used from there.
+nginx_bin="$(command -v nginx || true)"
+if [ -z "$nginx_bin" ] && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+  nroot="$target/ops-nginx"
+  if [ ! -x "$nroot/usr/sbin/nginx" ]; then
+    echo "  unpacking Debian's nginx into $nroot (not installed)"
+    mkdir -p "$nroot"
+    if (cd "$tmp" && { apt-get download -q nginx >/dev/null 2>&1 ||
+      { apt-get update -qq && apt-get download -q nginx >/dev/null 2>&1; }; }); then
+      dpkg-deb -x "$tmp"/nginx_*.deb "$nroot"
+    fi
+  fi
+  [ -x "$nroot/usr/sbin/nginx" ] && nginx_bin="$nroot/usr/sbin/nginx"
+fi
+if [ -n "$nginx_bin" ]; then
+  # Logs, pid and temp paths under the temp dir, so the test writes nothing to
+  # the host.
+  mkdir -p "$tmp/nginx-temp"
+  temps=""
+  for t in client_body proxy fastcgi uwsgi scgi; do temps="$temps ${t}_temp_path $tmp/nginx-temp/$t;"; done
   sed -e "s|/var/log/nginx/|$tmp/|g" -e "s|/run/nginx-herald.pid|$tmp/nginx.pid|" \
-    tuning/nginx-sse.conf >"$tmp/nginx.conf"
-  check "nginx -t accepts tuning/nginx-sse.conf" nginx -q -t -c "$tmp/nginx.conf"
+    -e "s|^http {|http {$temps|" tuning/nginx-sse.conf >"$tmp/nginx.conf"
+  check "nginx -t accepts tuning/nginx-sse.conf (every directive exists)" \
+    "$nginx_bin" -q -t -p "$tmp/" -e "$tmp/nginx-error.log" -c "$tmp/nginx.conf"
+  sed 's/proxy_buffering off;/proxy_bufering off;/' "$tmp/nginx.conf" >"$tmp/nginx-typo.conf"
+  check "nginx -t refuses a misspelled directive (the check above can fail)" bash -c \
+    '! "$1" -q -t -p "$2/" -e "$2/nginx-error.log" -c "$2/nginx-typo.conf" 2>/dev/null' _ "$nginx_bin" "$tmp"
 else
-  echo "  (nginx not installed: syntax check skipped)"
+  echo "  (nginx not available: syntax check skipped)"
 fi
 check "nginx example: no buffering, HTTP/1.1 upstream, gzip off, timeouts, fd limits" bash -c '
   for d in "proxy_buffering off;" "proxy_http_version 1.1;" "gzip off;" "proxy_read_timeout 90s;" \

@@ -95,8 +95,16 @@ done
 for f in "$repo"/tuning/*.md "$repo"/tuning/nginx-sse.conf "$repo"/tuning/measure-kernel.py; do
   put 0644 "$f" "/usr/local/share/doc/herald/tuning/$(basename "$f")"
 done
-put 0644 "$repo/systemd/herald.service" /etc/systemd/system/herald.service
-put 0644 "$repo/systemd/herald@.service" /etc/systemd/system/herald@.service
+# The units name the Debian package's paths (/usr/bin, /usr/share/doc); this
+# layout is under /usr/local.
+staging="$(mktemp -d)"
+trap 'rm -rf "$staging"' EXIT
+for u in herald.service herald@.service; do
+  sed -e 's|/usr/bin/herald|/usr/local/bin/herald|g' \
+    -e 's|/usr/share/doc/herald/|/usr/local/share/doc/herald/|g' \
+    "$repo/systemd/$u" >"$staging/$u"
+  put 0644 "$staging/$u" "/etc/systemd/system/$u"
+done
 # MAX_CONNECTIONS and LimitNOFILE for each profile (fd reserve: herald doctor).
 case "$profile" in
   c100k) max_conns=100000 nofile="" ;;
@@ -119,8 +127,7 @@ fi
 # The units' LimitNOFILE=1048576 covers c100k and c1m; c10m needs more, which
 # its fs.nr_open allows.
 if [ -n "$nofile" ]; then
-  dropin="$(mktemp)"
-  trap 'rm -f "$dropin"' EXIT
+  dropin="$staging/60-nofile.conf"
   printf '# Written by install.sh --profile %s.\n[Service]\nLimitNOFILE=%s\n' \
     "$profile" "$nofile" >"$dropin"
   put 0644 "$dropin" /etc/systemd/system/herald.service.d/60-nofile.conf

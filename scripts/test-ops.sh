@@ -34,7 +34,11 @@ check() {
 
 tmp="$(mktemp -d)"
 somaxconn_saved=""
+deb_installed=0
 cleanup() {
+  if [ "$deb_installed" = 1 ]; then
+    dpkg -P herald >/dev/null 2>&1 || true
+  fi
   if [ -n "$somaxconn_saved" ]; then
     sysctl -q -w "net.core.somaxconn=$somaxconn_saved" >/dev/null || true
   fi
@@ -48,8 +52,8 @@ tune="$repo/scripts/tune.sh"
 # The herald binary: built by `cargo test` before this script in test.sh.
 target="${CARGO_TARGET_DIR:-$repo/target}"
 herald="$target/debug/herald"
-if [ ! -x "$herald" ]; then
-  cargo build --quiet --bin herald
+if [ ! -x "$herald" ] || [ ! -x "$target/debug/herald-bench" ]; then
+  cargo build --quiet --bin herald --bin herald-bench
 fi
 
 # Normalised contents of a sysctl file ("a<TAB>b" and "a b" are equal).
@@ -398,10 +402,134 @@ check "nginx example: no buffering, HTTP/1.1 upstream, gzip off, timeouts, fd li
 check "nginx example logs no tokens (no request line, URI, args or combined format)" bash -c '
   ! grep -nE "[$](request([^_a-z]|$)|request_uri|args|query_string)|access_log .* combined" tuning/nginx-sse.conf'
 
+echo "== Debian package (package-deb.sh, dpkg -i, herald doctor, dpkg -r, dpkg -P)"
+# The package is built from the dev-profile binaries that `cargo test` built
+# before this script (package-deb.sh --debug --no-build): what is tested here
+# is the packaging (layout, conffiles, maintainer scripts, units), and a
+# release build would add minutes. scripts/package-deb.sh alone makes the
+# release package. A host with a herald package or user of its own is left
+# alone.
+if [ "$(id -u)" -ne 0 ] || ! command -v dpkg >/dev/null 2>&1; then
+  echo "  (not root, or no dpkg: skipped)"
+elif dpkg-query -W -f='${Status}' herald 2>/dev/null | grep -q 'ok installed'; then
+  echo "  (a herald package is installed on this host: skipped, not touching it)"
+elif getent passwd herald >/dev/null; then
+  echo "  (a herald user exists on this host: skipped, not touching it)"
+else
+  # One package test at a time on this host (dpkg holds one lock anyway).
+  exec 9>/tmp/herald-ops-deb.lock
+  flock 9
+  deb_t0=$SECONDS
+  deb="$(bash scripts/package-deb.sh --debug --no-build --fast --output "$tmp/deb" 2>"$tmp/deb.log" | tail -n 1)" || true
+  [ -f "$deb" ] || sed 's/^/  /' "$tmp/deb.log" >&2
+  check "package-deb.sh builds a .deb" [ -f "$deb" ]
+  deb_build_s=$((SECONDS - deb_t0))
+  # Every path the package must hold (absolute, as installed).
+  deb_files=(/usr/bin/herald /usr/bin/herald-bench /usr/sbin/herald-tune
+    /usr/lib/systemd/system/herald.service /usr/lib/systemd/system/herald@.service
+    /etc/herald/herald.env /etc/security/limits.d/herald.conf
+    /usr/share/herald/sysctl.d/60-herald-c100k.conf /usr/share/herald/sysctl.d/60-herald-c1m.conf
+    /usr/share/herald/sysctl.d/60-herald-c10m.conf
+    /usr/share/doc/herald/tuning/README.md /usr/share/doc/herald/tuning/CAPACITY.md
+    /usr/share/doc/herald/tuning/PORTS.md /usr/share/doc/herald/tuning/nginx-sse.conf
+    /usr/share/doc/herald/LICENSE-MIT /usr/share/doc/herald/LICENSE-APACHE
+    /usr/share/doc/herald/copyright)
+  # Not /etc/herald: dpkg keeps a conffile's directory until purge.
+  deb_gone_on_remove=(/usr/bin/herald /usr/bin/herald-bench /usr/sbin/herald-tune
+    /usr/lib/systemd/system/herald.service /usr/lib/systemd/system/herald@.service
+    /usr/share/herald /usr/share/doc/herald)
+  if [ -f "$deb" ]; then
+    echo "  $(basename "$deb"): $(stat -c %s "$deb") bytes, built in ${deb_build_s}s"
+    listing="$(dpkg-deb -c "$deb" | awk '{print $6}' | sed 's|^\./|/|')"
+    missing=()
+    for f in "${deb_files[@]}"; do grep -qx "$f" <<<"$listing" || missing+=("$f"); done
+    [ "${#missing[@]}" = 0 ] || echo "  not in the .deb: ${missing[*]}" >&2
+    check "the .deb holds both binaries, herald-tune, units, env, limits, profiles, docs, licences" \
+      [ "${#missing[@]}" = 0 ]
+    check "the .deb enables no sysctl profile (nothing under /etc/sysctl.d)" \
+      bash -c '! grep -q "^/etc/sysctl.d/" <<<"$1"' _ "$listing"
+    conffiles="$(dpkg-deb --ctrl-tarfile "$deb" | tar -xOf - ./conffiles 2>/dev/null || true)"
+    check "herald.env and limits.d/herald.conf are conffiles" bash -c \
+      'grep -qx /etc/herald/herald.env <<<"$1" && grep -qx /etc/security/limits.d/herald.conf <<<"$1"' _ "$conffiles"
+
+    out="$(dpkg -i "$deb" 2>&1)" && rc=0 || rc=$?
+    deb_installed=1
+    [ "$rc" = 0 ] || printf '  %s\n' "$out" >&2
+    check "dpkg -i installs it" [ "$rc" = 0 ]
+    missing=()
+    for f in "${deb_files[@]}"; do [ -e "$f" ] || missing+=("$f"); done
+    [ "${#missing[@]}" = 0 ] || echo "  not installed: ${missing[*]}" >&2
+    check "every packaged file is installed" [ "${#missing[@]}" = 0 ]
+    check "postinst created herald as a system user with no login shell" bash -c '
+      IFS=: read -r _ _ uid _ _ _ shell < <(getent passwd herald) &&
+      [ "$uid" -lt 1000 ] && [ "$shell" = /usr/sbin/nologin ]'
+    check "/etc/herald/herald.env: root:herald, mode 640" \
+      [ "$(stat -c '%U:%G %a' /etc/herald/herald.env)" = "root:herald 640" ]
+    check "the installed unit runs /usr/bin/herald with /etc/herald/herald.env" bash -c '
+      u=/usr/lib/systemd/system/herald.service
+      grep -qx "ExecStart=/usr/bin/herald" "$u" && grep -qx "ExecStartPre=-/usr/bin/herald doctor" "$u" &&
+      grep -qx "EnvironmentFile=/etc/herald/herald.env" "$u"'
+    check "install enables no unit and installs no sysctl profile" bash -c '
+      ! ls /etc/systemd/system/*.wants/herald*.service >/dev/null 2>&1 &&
+      ! ls /etc/sysctl.d/*herald* >/dev/null 2>&1'
+    if command -v systemd-analyze >/dev/null 2>&1; then
+      out="$(systemd-analyze verify --man=no herald.service 2>&1)" || true
+      [ -z "$out" ] || printf '  %s\n' "$out" >&2
+      check "systemd-analyze verify: the installed herald.service is clean" [ -z "$out" ]
+    fi
+    check "/usr/bin/herald --version matches the package version" bash -c \
+      '[ "$(/usr/bin/herald --version)" = "herald $(dpkg-query -W -f="\${Version}" herald | cut -d- -f1)" ]'
+    # herald doctor as the README says: settings in the env file, then run it
+    # with that file loaded (as root, and as the herald user).
+    printf 'JWT_SECRET=ops-test\nMAX_CONNECTIONS=1000\nWORKERS=1\n' >>/etc/herald/herald.env
+    out="$(bash -c 'ulimit -n 4096 && set -a && . /etc/herald/herald.env && set +a && exec /usr/bin/herald doctor' 2>&1)" &&
+      rc=0 || rc=$?
+    check "/usr/bin/herald doctor runs with the installed env file (exit 0 or 1: host verdicts)" \
+      [ "$rc" = 0 -o "$rc" = 1 ]
+    check "doctor reads the env file (fd limit OK for MAX_CONNECTIONS=1000) and ends with its tally" bash -c \
+      'grep -q "^OK    fd limit" <<<"$1" && tail -n 1 <<<"$1" | grep -q "^doctor: "' _ "$out"
+    [ "$rc" -le 1 ] || printf '  %s\n' "$out" >&2
+    out="$(runuser -u herald -- bash -c 'ulimit -n 4096 && set -a && . /etc/herald/herald.env && set +a && exec /usr/bin/herald doctor' 2>&1)" &&
+      rc=0 || rc=$?
+    check "the herald user can read its env file and run doctor" bash -c \
+      '[ "$1" -le 1 ] && tail -n 1 <<<"$2" | grep -q "^doctor: "' _ "$rc" "$out"
+    check "the installed herald-tune finds its profiles in /usr/share/herald" bash -c \
+      '/usr/sbin/herald-tune --root "$1" check c1m >/dev/null 2>&1; [ $? -le 1 ]' _ "$froot"
+
+    out="$(dpkg -r herald 2>&1)" && rc=0 || rc=$?
+    [ "$rc" = 0 ] || printf '  %s\n' "$out" >&2
+    check "dpkg -r removes it" [ "$rc" = 0 ]
+    left=()
+    for f in "${deb_gone_on_remove[@]}"; do [ ! -e "$f" ] || left+=("$f"); done
+    [ "${#left[@]}" = 0 ] || echo "  left after dpkg -r: ${left[*]}" >&2
+    check "dpkg -r removes binaries, units, profiles and docs" [ "${#left[@]}" = 0 ]
+    check "dpkg -r keeps the (edited) conffile, as Debian does until purge" \
+      grep -qx 'JWT_SECRET=ops-test' /etc/herald/herald.env
+    out="$(dpkg -P herald 2>&1)" && rc=0 || rc=$?
+    [ "$rc" = 0 ] || printf '  %s\n' "$out" >&2
+    check "dpkg -P purges it, quietly (no error output)" bash -c \
+      '[ "$1" = 0 ] && ! grep -Eiq "warning|error|not executed" <<<"$2"' _ "$rc" "$out"
+    deb_installed=0
+    left=()
+    for f in "${deb_files[@]}" /etc/herald /usr/share/herald /usr/share/doc/herald; do
+      [ ! -e "$f" ] || left+=("$f")
+    done
+    [ "${#left[@]}" = 0 ] || echo "  left after dpkg -P: ${left[*]}" >&2
+    check "dpkg -P leaves no file of the package, /etc/herald included" [ "${#left[@]}" = 0 ]
+    check "dpkg -P removes the herald user and group" \
+      bash -c '! getent passwd herald >/dev/null && ! getent group herald >/dev/null'
+    check "dpkg no longer knows the package" \
+      bash -c '! dpkg-query -W -f="\${Status}" herald 2>/dev/null | grep -q installed'
+  fi
+  echo "  (the package test took $((SECONDS - deb_t0)) s)"
+  exec 9>&-
+fi
+
 echo "== shell scripts"
 if command -v shellcheck >/dev/null 2>&1; then
-  check "shellcheck scripts/tune.sh install.sh test-ops.sh" \
-    shellcheck scripts/tune.sh scripts/install.sh scripts/test-ops.sh
+  check "shellcheck scripts/tune.sh install.sh test-ops.sh package-deb.sh, debian/ maintainer scripts" \
+    bash -c 'shellcheck scripts/tune.sh scripts/install.sh scripts/test-ops.sh scripts/package-deb.sh &&
+      shellcheck -s sh debian/postinst debian/prerm debian/postrm'
 else
   echo "  (shellcheck not installed: skipped)"
 fi

@@ -196,7 +196,11 @@ cmd_check() {
     printf '%-36s %-28s %-28s %s\n' "$key" "$have" "$want" "$verdict"
   done < <(read_profile "$file")
   if [ "$short" = 1 ]; then
-    echo "tune.sh: below the profile; fix: scripts/tune.sh apply $profile_arg" >&2
+    # The name it was run by: herald-tune once installed, else scripts/tune.sh.
+    local self
+    self="$(basename "$0")"
+    [ "$self" != tune.sh ] || self=scripts/tune.sh
+    echo "tune.sh: below the profile; fix: $self apply $profile_arg" >&2
     return 1
   fi
   echo "tune.sh: every knob meets $(basename "$file")"

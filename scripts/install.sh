@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # install.sh: build herald and lay it out on a host (or under a staging root).
 #
-#   scripts/install.sh [--profile c100k|c1m|c10m|none] [--prefix DIR]
+#   scripts/install.sh [--profile c100k|c1m|c10m] [--prefix DIR]
 #                      [--binary PATH] [--dry-run]
+#
+# (A Debian package is the other way in: scripts/package-deb.sh.)
 #
 # Lays out, relative to --prefix (default /, like DESTDIR: paths inside the
 # files stay absolute):
@@ -12,21 +14,26 @@
 #   usr/local/share/doc/herald/tuning/           capacity, ports, nginx notes
 #   etc/systemd/system/herald.service, herald@.service
 #   etc/herald/herald.env                        only if absent (it holds secrets)
-#   etc/security/limits.d/herald.conf            nofile for login shells
-#   etc/sysctl.d/60-herald-PROFILE.conf          the chosen profile (default c1m)
+#   etc/security/limits.d/herald.conf            nofile for the herald user's shells
+# and, only with --profile (no sysctl profile is installed or applied unless
+# you ask for one; the default is --profile none):
+#   etc/sysctl.d/60-herald-PROFILE.conf          the chosen profile (kept across boots)
 #   etc/systemd/system/herald{,@}.service.d/60-nofile.conf   c10m only: LimitNOFILE
-# A fresh herald.env gets MAX_CONNECTIONS set to the profile's size.
-# With --prefix / (a real install, as root) it also applies the profile now
-# (herald-tune apply, previous values saved) and runs systemctl daemon-reload
-# when systemd is running. It never enables or starts the service.
+# With a profile, a fresh herald.env gets MAX_CONNECTIONS set to its size, and
+# with --prefix / (a real install, as root) the profile is applied now too
+# (herald-tune apply: previous values saved, no value lowered). A real install
+# runs systemctl daemon-reload when systemd is running. It never enables or
+# starts the service.
 #
+#   --profile P    c100k | c1m | c10m: install and apply that sysctl profile;
+#                  none (the default): leave the kernel's settings alone
 #   --binary PATH  install this binary instead of building one
 #   --dry-run      print every step, change nothing
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 prefix="/"
-profile="c1m"
+profile="none"
 binary=""
 dry_run=0
 
@@ -88,8 +95,16 @@ done
 for f in "$repo"/tuning/*.md "$repo"/tuning/nginx-sse.conf "$repo"/tuning/measure-kernel.py; do
   put 0644 "$f" "/usr/local/share/doc/herald/tuning/$(basename "$f")"
 done
-put 0644 "$repo/systemd/herald.service" /etc/systemd/system/herald.service
-put 0644 "$repo/systemd/herald@.service" /etc/systemd/system/herald@.service
+# The units name the Debian package's paths (/usr/bin, /usr/share/doc); this
+# layout is under /usr/local.
+staging="$(mktemp -d)"
+trap 'rm -rf "$staging"' EXIT
+for u in herald.service herald@.service; do
+  sed -e 's|/usr/bin/herald|/usr/local/bin/herald|g' \
+    -e 's|/usr/share/doc/herald/|/usr/local/share/doc/herald/|g' \
+    "$repo/systemd/$u" >"$staging/$u"
+  put 0644 "$staging/$u" "/etc/systemd/system/$u"
+done
 # MAX_CONNECTIONS and LimitNOFILE for each profile (fd reserve: herald doctor).
 case "$profile" in
   c100k) max_conns=100000 nofile="" ;;
@@ -112,8 +127,7 @@ fi
 # The units' LimitNOFILE=1048576 covers c100k and c1m; c10m needs more, which
 # its fs.nr_open allows.
 if [ -n "$nofile" ]; then
-  dropin="$(mktemp)"
-  trap 'rm -f "$dropin"' EXIT
+  dropin="$staging/60-nofile.conf"
   printf '# Written by install.sh --profile %s.\n[Service]\nLimitNOFILE=%s\n' \
     "$profile" "$nofile" >"$dropin"
   put 0644 "$dropin" /etc/systemd/system/herald.service.d/60-nofile.conf
@@ -131,7 +145,16 @@ fi
 
 cat <<EOF
 
-herald installed under ${prefix:-/}. Next:
+herald installed under ${prefix:-/}.
+EOF
+if [ "$profile" = none ]; then
+  cat <<EOF
+No sysctl profile installed or applied. To see what one would change:
+  herald-tune check c1m      (c100k, c1m, c10m; then install.sh --profile c1m)
+EOF
+fi
+cat <<EOF
+Next:
   1. set JWT_SECRET (or JWT_PUBLIC_KEY_FILE) and MAX_CONNECTIONS in /etc/herald/herald.env
   2. systemctl enable --now herald
   3. herald doctor   (with the env file loaded: set -a; . /etc/herald/herald.env; set +a)

@@ -43,7 +43,7 @@ echo "== cargo test (unit, and integration under IO_BACKEND=epoll: real herald, 
 HERALD_TEST_IO_BACKEND=epoll cargo test --lib --bins --tests
 echo "== cargo test (integration again under IO_BACKEND=uring)"
 HERALD_TEST_IO_BACKEND=uring cargo test --test '*'
-echo "== ops (sysctl profiles, systemd units, tune/install scripts, doctor)"
+echo "== ops (sysctl profiles, systemd units, tune/install scripts, doctor, nginx -t, the .deb installed and purged)"
 bash scripts/test-ops.sh
 echo "== fuzz (every target for 10 s from its seeds)"
 bash scripts/fuzz.sh 10

@@ -4,19 +4,27 @@
 #   tune.sh check [PROFILE]            current value vs profile for every knob;
 #                                      exit 1 when any is short
 #   tune.sh apply PROFILE [--dry-run]  raise what is short (runtime only; the
-#                                      values it replaces are saved first)
+#                                      values it replaces are saved first);
+#                                      never lowers a value
 #   tune.sh revert [--dry-run]         restore the saved values
 #
 # PROFILE: c100k | c1m | c10m, or the path of a sysctl.d file. Without one,
 # check uses the single /etc/sysctl.d/60-herald-*.conf installed, if any.
 # apply changes only the running kernel; to keep a profile across reboots,
-# install it: cp sysctl.d/60-herald-c1m.conf /etc/sysctl.d/ (install.sh does).
+# install it: cp sysctl.d/60-herald-c1m.conf /etc/sysctl.d/ (install.sh
+# --profile does). systemd-sysctl then writes the file's values as they are,
+# lower ones included (e.g. the profiles' 16 KiB tcp_rmem default).
 #
-# How a knob counts as "short":
-#   net.ipv4.ip_local_port_range   the current range must contain the profile's
-#   net.ipv4.tcp_rmem, tcp_wmem,
-#   net.ipv4.tcp_tw_reuse          must equal the profile (they cap, not grow)
-#   anything else                  every field at least the profile's
+# How a knob counts as "short", and what apply writes (never less than now):
+#   net.ipv4.ip_local_port_range   short unless the current range contains the
+#                                  profile's; apply writes the union of both
+#                                  (a range is never narrowed)
+#   net.ipv4.tcp_tw_reuse          short only when 0 (off): 1 (everywhere) and
+#                                  2 (loopback only, the kernel default: enough
+#                                  for nginx on the same box) are both kept
+#   anything else (tcp_mem,        short when any field is below the
+#   tcp_rmem, tcp_wmem, limits)    profile's; apply raises those fields and
+#                                  keeps every field that is already higher
 # A key written "-key = value" is optional: skipped where the kernel lacks it
 # (nf_conntrack not loaded), and a failed write is a warning.
 #
@@ -107,7 +115,7 @@ current() {
 kind_of() {
   case "$1" in
     net.ipv4.ip_local_port_range) echo range ;;
-    net.ipv4.tcp_rmem | net.ipv4.tcp_wmem | net.ipv4.tcp_tw_reuse) echo exact ;;
+    net.ipv4.tcp_tw_reuse) echo switch ;;
     *) echo min ;;
   esac
 }
@@ -120,8 +128,10 @@ satisfies() {
   read -r -a w <<<"$want"
   [ "${#h[@]}" -eq "${#w[@]}" ] || return 1
   case "$kind" in
-    exact) [ "$have" = "$want" ] ;;
     range) [ "${h[0]}" -le "${w[0]}" ] && [ "${h[1]}" -ge "${w[1]}" ] ;;
+    # Any "on" value satisfies an "on" profile; 1 and 2 differ in where,
+    # not in how much, so neither replaces the other.
+    switch) [ "${h[0]}" != 0 ] || [ "${w[0]}" = 0 ] ;;
     min)
       local i
       for i in "${!w[@]}"; do
@@ -131,21 +141,33 @@ satisfies() {
   esac
 }
 
-# The value apply writes: the profile's, except that "min" knobs keep any
-# field that is already higher (apply never lowers a limit).
+# The value apply writes for a knob that does not satisfy the profile: the
+# profile's, except that no field moves the "wrong" way: a "min" knob keeps
+# every field that is already higher, a range becomes the union of the current
+# and the profile's. A value of another shape (field count) is replaced.
 target() {
   local kind="$1" have="$2" want="$3"
   local -a h w out
   read -r -a h <<<"$have"
   read -r -a w <<<"$want"
-  if [ "$kind" != min ] || [ "${#h[@]}" -ne "${#w[@]}" ]; then
+  if [ "${#h[@]}" -ne "${#w[@]}" ]; then
     printf '%s\n' "$want"
     return
   fi
-  local i
-  for i in "${!w[@]}"; do
-    if [ "${h[$i]}" -gt "${w[$i]}" ]; then out+=("${h[$i]}"); else out+=("${w[$i]}"); fi
-  done
+  case "$kind" in
+    range)
+      out=("${w[0]}" "${w[1]}")
+      [ "${h[0]}" -ge "${w[0]}" ] || out[0]="${h[0]}"
+      [ "${h[1]}" -le "${w[1]}" ] || out[1]="${h[1]}"
+      ;;
+    switch) out=("${w[@]}") ;;
+    min)
+      local i
+      for i in "${!w[@]}"; do
+        if [ "${h[$i]}" -gt "${w[$i]}" ]; then out+=("${h[$i]}"); else out+=("${w[$i]}"); fi
+      done
+      ;;
+  esac
   printf '%s\n' "${out[*]}"
 }
 
@@ -167,9 +189,6 @@ cmd_check() {
       short=1
     elif satisfies "$(kind_of "$key")" "$have" "$want"; then
       verdict="ok"
-    elif [ "$(kind_of "$key")" = exact ]; then
-      verdict="DIFFERS"
-      short=1
     else
       verdict="SHORT"
       short=1
@@ -177,7 +196,11 @@ cmd_check() {
     printf '%-36s %-28s %-28s %s\n' "$key" "$have" "$want" "$verdict"
   done < <(read_profile "$file")
   if [ "$short" = 1 ]; then
-    echo "tune.sh: below the profile; fix: scripts/tune.sh apply $profile_arg" >&2
+    # The name it was run by: herald-tune once installed, else scripts/tune.sh.
+    local self
+    self="$(basename "$0")"
+    [ "$self" != tune.sh ] || self=scripts/tune.sh
+    echo "tune.sh: below the profile; fix: $self apply $profile_arg" >&2
     return 1
   fi
   echo "tune.sh: every knob meets $(basename "$file")"

@@ -29,7 +29,7 @@ use crate::conn::response::{self, Problem};
 use crate::hub::status::{IngestStatus, RedisState};
 use crate::hub::{envelope, Hub};
 use crate::ingest::RateLimitedLog;
-use crate::reactor::stats::Counters;
+use crate::reactor::stats::{Counters, Why};
 use std::sync::atomic::Ordering::Relaxed;
 
 /// What a request head was classified as ([`classify`]).
@@ -189,7 +189,10 @@ impl Admin {
             "accepted_total": c.accepted,
             "accept_errors_total": c.accept_errors,
             "refused_full_total": c.refused_full,
-            "slow_disconnects_total": c.disconnects(crate::reactor::stats::Why::Slow),
+            "slow_disconnects_total": c.disconnects(Why::Slow),
+            "disconnects_total": c.disconnects_total(),
+            "disconnects": by_name(Why::ALL.iter().map(|&w| (w.name(), c.disconnects(w)))),
+            "refusals": by_name(Problem::ALL.iter().map(|&p| (p.type_name(), c.refusals(p)))),
             "delivered_total": c.delivered,
             "inbox_stalls_total": stalls,
             "io_backend": self.backend,
@@ -202,6 +205,14 @@ impl Admin {
         })
         .to_string()
     }
+}
+
+/// A JSON object of counters by name (reasons, problem types).
+fn by_name<'a>(counts: impl Iterator<Item = (&'a str, u64)>) -> serde_json::Value {
+    counts
+        .map(|(name, n)| (name.to_string(), serde_json::Value::from(n)))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
 }
 
 /// What a request head gets on the admin listener: an answer decided on

@@ -21,7 +21,8 @@
 //!   and counted (disconnect reason `slow`); it reconnects with
 //!   `Last-Event-ID`.
 //! - Every close is counted by reason ([`stats::Why`]), every final
-//!   response by status, every delivery by publish-to-write latency.
+//!   response by status, every refusal by problem type (and logged,
+//!   throttled: [`refusals`]), every delivery by publish-to-write latency.
 //! - With `CLOSE_ON_TOKEN_EXPIRY`, a stream with a token ends (reason
 //!   `expired`) at the first tick whose wall-clock second reaches its
 //!   `exp` + `JWT_LEEWAY_SECONDS`: the second from which the verifier
@@ -37,6 +38,7 @@ pub mod driver;
 mod index;
 mod input;
 mod output;
+mod refusals;
 mod registry;
 mod shared;
 mod slot;

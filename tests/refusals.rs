@@ -1,7 +1,8 @@
 //! Seeing what herald refuses and closes (issue #13, SPEC §3 and §8):
 //! refusals are counted by problem type in `/stats` and `/metrics` and
 //! logged at the default level, throttled, with the client address and the
-//! reason but never the token.
+//! reason but never the token; at `LOG_LEVEL=debug` every stream close is
+//! logged with its reason.
 
 mod common;
 
@@ -126,5 +127,63 @@ fn refusals_are_counted_by_type_and_logged_at_the_default_level_without_the_toke
     assert!(
         log.contains("more invalid_jwt not logged since the last line"),
         "{log}"
+    );
+}
+
+#[test]
+fn stream_closes_are_logged_with_their_reason_at_debug() {
+    let h = Herald::start(&[("JWT_SECRET", jwt::SECRET), ("LOG_LEVEL", "debug")]);
+    let id_of = |c: &common::SseClient| c.header("x-connection-id").unwrap().to_string();
+
+    // The client goes away.
+    let token = jwt::user("leaver");
+    let c = h.sse_with_token(&token);
+    let leaver = id_of(&c);
+    c.close();
+    let log = await_log(&h, &format!("stream {leaver} closed: "));
+    assert!(
+        log.contains(&format!("stream {leaver} closed: client closed")),
+        "{log}"
+    );
+
+    // Kicked through the admin listener.
+    let c = h.sse_with_token(&jwt::user("kicked"));
+    let kicked = id_of(&c);
+    let req = format!("DELETE /connections/{kicked} HTTP/1.1\r\nHost: x\r\n\r\n");
+    let r = http_exchange(h.admin_addr(), req.as_bytes(), EVENT_TIMEOUT).unwrap();
+    assert_eq!(r.status, 204);
+    let log = await_log(&h, &format!("stream {kicked} closed: "));
+    assert!(
+        log.contains(&format!("stream {kicked} closed: kicked")),
+        "{log}"
+    );
+
+    // The token runs out (exp + the default 5 s leeway is two seconds away).
+    let short = jwt::hs256(jwt::SECRET, &json!({"sub": "brief", "exp": jwt::now() - 3}));
+    let mut c = h.sse_with_token(&short);
+    let brief = id_of(&c);
+    assert!(
+        c.wait_closed(EVENT_TIMEOUT),
+        "the expired stream stayed open"
+    );
+    let log = await_log(&h, &format!("stream {brief} closed: "));
+    assert!(
+        log.contains(&format!("stream {brief} closed: token expired")),
+        "{log}"
+    );
+
+    // Shutdown.
+    let mut c = h.sse_with_token(&token);
+    let last = id_of(&c);
+    h.sigterm();
+    assert!(c.wait_closed(EVENT_TIMEOUT));
+    let log = await_log(&h, &format!("stream {last} closed: "));
+    assert!(
+        log.contains(&format!("stream {last} closed: shutdown")),
+        "{log}"
+    );
+    assert!(
+        !log.contains(token.rsplit('.').next().unwrap()),
+        "a token was logged:\n{log}"
     );
 }

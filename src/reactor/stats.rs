@@ -51,6 +51,19 @@ impl Why {
             Why::Expired => "expired",
         }
     }
+
+    /// What happened, for the log.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Why::Peer => "client closed (or the connection failed)",
+            Why::Slow => "slow: cut over MAX_PENDING_BYTES",
+            Why::Shutdown => "shutdown",
+            Why::Idle => "no request head within HEADER_TIMEOUT_MS",
+            Why::Responded => "answered",
+            Why::Kicked => "kicked: DELETE /connections/{id}",
+            Why::Expired => "token expired (exp + JWT_LEEWAY_SECONDS)",
+        }
+    }
 }
 
 /// Final responses on the public listener are counted by these statuses

@@ -1,7 +1,9 @@
 //! The admin listener (`ADMIN_ADDR`, loopback by default): `GET /health`,
 //! `GET /stats` (JSON), `GET /metrics` (Prometheus, [`metrics`]),
-//! `POST /publish` (SPEC §4) and `/connections` ([`connections`]).
-//! `ADMIN_TOKEN`, when set, guards every endpoint but `/health`;
+//! `POST /publish` (SPEC §4), `/connections` ([`connections`]) and `GET /`,
+//! the live status page ([`status`]).
+//! `ADMIN_TOKEN`, when set, guards every endpoint but `/health` and the
+//! page (which holds no data and asks for the token to poll `/stats`);
 //! `PUBLISH_TOKEN` also opens `/publish`.
 //!
 //! [`listener`] reads heads and answers what a head decides (health, every
@@ -15,6 +17,7 @@ mod body;
 pub mod connections;
 pub mod listener;
 pub mod metrics;
+pub mod status;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -39,6 +42,9 @@ pub enum Route {
     Answer(Vec<u8>),
     Stats,
     Metrics,
+    /// `GET /`: the status page (a worker writes it: it may not fit one
+    /// non-blocking write).
+    Status,
     Publish,
     /// `/connections/` and what follows.
     Connections(String),
@@ -106,6 +112,7 @@ impl Admin {
         let reply = match route {
             Route::Answer(reply) => reply,
             Route::Stats => response::simple(200, "application/json", "", &self.stats_json()),
+            Route::Status => status::page(),
             Route::Metrics => {
                 let c = self.counters.snapshot();
                 let text = metrics::render(&metrics::Sources {
@@ -244,6 +251,9 @@ pub fn classify(cfg: &Config, status: &IngestStatus, req: &Request) -> Route {
             &status.health_json(),
         )),
         "/health" => not_allowed("GET, HEAD"),
+        // The page holds no data: it asks for ADMIN_TOKEN to poll /stats.
+        "/" if get => Route::Status,
+        "/" => not_allowed("GET, HEAD"),
         "/stats" if get => admin_only(Route::Stats, "GET /stats"),
         "/stats" => not_allowed("GET, HEAD"),
         "/metrics" if get => admin_only(Route::Metrics, "GET /metrics"),

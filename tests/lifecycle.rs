@@ -32,6 +32,8 @@ fn bad_config_exits_2_naming_the_variable() {
         ("SHUTDOWN_TIMEOUT_MS", "never"),
         ("JWT_PUBLIC_KEY", "not a pem"),
         ("JWT_PUBLIC_KEY_FILE", "/nonexistent/herald-test/key.pem"),
+        ("CORS_ALLOWED_ORIGINS", "not a url"),
+        ("CORS_ALLOWED_ORIGINS", "https://app.example.com/"),
     ] {
         let mut envs = vec![(var, value)];
         if var == "APP_PORT" {

@@ -122,6 +122,9 @@ fn metrics_need_the_admin_token_and_parse_with_a_real_parser() {
     assert_eq!(sample(&m, "herald_streams{}"), 1.0);
     assert_eq!(sample(&m, "herald_responses_total{status=404}"), 1.0);
     assert_eq!(sample(&m, "herald_responses_total{status=401}"), 1.0);
+    assert_eq!(sample(&m, "herald_refusals_total{type=not_found}"), 1.0);
+    assert_eq!(sample(&m, "herald_refusals_total{type=missing_token}"), 1.0);
+    assert_eq!(sample(&m, "herald_refusals_total{type=invalid_jwt}"), 0.0);
     assert_eq!(sample(&m, "herald_disconnects_total{reason=peer}"), 1.0);
     assert_eq!(sample(&m, "herald_replays_total{}"), 1.0);
     assert_eq!(sample(&m, "herald_history_gaps_total{}"), 1.0);

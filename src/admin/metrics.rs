@@ -6,6 +6,7 @@
 use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;
 
+use crate::conn::response::Problem;
 use crate::hub::status::{IngestStatus, RedisState};
 use crate::reactor::stats::{Snapshot, Why, LATENCY_BOUNDS_MS, STATUSES};
 
@@ -99,6 +100,20 @@ pub fn render(s: &Sources<'_>) -> String {
     );
     for (status, n) in STATUSES.iter().zip(c.responses) {
         let _ = writeln!(out, "herald_responses_total{{status=\"{status}\"}} {n}");
+    }
+    family(
+        &mut out,
+        "herald_refusals_total",
+        "counter",
+        "Refused requests on the public listener, by problem type (SPEC section 3).",
+    );
+    for p in Problem::ALL {
+        let _ = writeln!(
+            out,
+            "herald_refusals_total{{type=\"{}\"}} {}",
+            p.type_name(),
+            c.refusals(p)
+        );
     }
     let ingest = [
         (
@@ -252,5 +267,6 @@ mod tests {
         assert!(text.contains("herald_delivery_latency_seconds_count 7\n"));
         assert!(text.contains("herald_delivery_latency_seconds_sum 1.5\n"));
         assert!(text.contains("herald_ingest_up{source=\"redis\"} 0\n"));
+        assert!(text.contains("herald_refusals_total{type=\"invalid_jwt\"} 0\n"));
     }
 }

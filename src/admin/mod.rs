@@ -1,7 +1,9 @@
 //! The admin listener (`ADMIN_ADDR`, loopback by default): `GET /health`,
 //! `GET /stats` (JSON), `GET /metrics` (Prometheus, [`metrics`]),
-//! `POST /publish` (SPEC §4) and `/connections` ([`connections`]).
-//! `ADMIN_TOKEN`, when set, guards every endpoint but `/health`;
+//! `POST /publish` (SPEC §4), `/connections` ([`connections`]) and `GET /`,
+//! the live status page ([`status`]).
+//! `ADMIN_TOKEN`, when set, guards every endpoint but `/health` and the
+//! page (which holds no data and asks for the token to poll `/stats`);
 //! `PUBLISH_TOKEN` also opens `/publish`.
 //!
 //! [`listener`] reads heads and answers what a head decides (health, every
@@ -15,6 +17,7 @@ mod body;
 pub mod connections;
 pub mod listener;
 pub mod metrics;
+pub mod status;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -29,7 +32,7 @@ use crate::conn::response::{self, Problem};
 use crate::hub::status::{IngestStatus, RedisState};
 use crate::hub::{envelope, Hub};
 use crate::ingest::RateLimitedLog;
-use crate::reactor::stats::Counters;
+use crate::reactor::stats::{Counters, Why};
 use std::sync::atomic::Ordering::Relaxed;
 
 /// What a request head was classified as ([`classify`]).
@@ -39,6 +42,9 @@ pub enum Route {
     Answer(Vec<u8>),
     Stats,
     Metrics,
+    /// `GET /`: the status page (a worker writes it: it may not fit one
+    /// non-blocking write).
+    Status,
     Publish,
     /// `/connections/` and what follows.
     Connections(String),
@@ -106,6 +112,7 @@ impl Admin {
         let reply = match route {
             Route::Answer(reply) => reply,
             Route::Stats => response::simple(200, "application/json", "", &self.stats_json()),
+            Route::Status => status::page(),
             Route::Metrics => {
                 let c = self.counters.snapshot();
                 let text = metrics::render(&metrics::Sources {
@@ -189,7 +196,10 @@ impl Admin {
             "accepted_total": c.accepted,
             "accept_errors_total": c.accept_errors,
             "refused_full_total": c.refused_full,
-            "slow_disconnects_total": c.disconnects(crate::reactor::stats::Why::Slow),
+            "slow_disconnects_total": c.disconnects(Why::Slow),
+            "disconnects_total": c.disconnects_total(),
+            "disconnects": by_name(Why::ALL.iter().map(|&w| (w.name(), c.disconnects(w)))),
+            "refusals": by_name(Problem::ALL.iter().map(|&p| (p.type_name(), c.refusals(p)))),
             "delivered_total": c.delivered,
             "inbox_stalls_total": stalls,
             "io_backend": self.backend,
@@ -213,6 +223,14 @@ impl Admin {
         })
         .to_string()
     }
+}
+
+/// A JSON object of counters by name (reasons, problem types).
+fn by_name<'a>(counts: impl Iterator<Item = (&'a str, u64)>) -> serde_json::Value {
+    counts
+        .map(|(name, n)| (name.to_string(), serde_json::Value::from(n)))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
 }
 
 /// What a request head gets on the admin listener: an answer decided on
@@ -244,6 +262,9 @@ pub fn classify(cfg: &Config, status: &IngestStatus, req: &Request) -> Route {
             &status.health_json(),
         )),
         "/health" => not_allowed("GET, HEAD"),
+        // The page holds no data: it asks for ADMIN_TOKEN to poll /stats.
+        "/" if get => Route::Status,
+        "/" => not_allowed("GET, HEAD"),
         "/stats" if get => admin_only(Route::Stats, "GET /stats"),
         "/stats" => not_allowed("GET, HEAD"),
         "/metrics" if get => admin_only(Route::Metrics, "GET /metrics"),

@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use super::env::{err, parse_addr, Env};
 use super::{
-    Cidr, Config, ConfigError, Cors, HeartbeatMode, IoBackend, LogFormat, PublicKey, RedisConfig,
+    Cidr, Config, ConfigError, HeartbeatMode, IoBackend, LogFormat, PublicKey, RedisConfig,
     RedisSource,
 };
 
@@ -75,12 +75,8 @@ impl Config {
         if max_connections == 0 {
             return Err(err("MAX_CONNECTIONS", "at least 1"));
         }
-        let origins = env.list("CORS_ALLOWED_ORIGINS");
-        let cors = if origins.is_empty() || origins.iter().any(|o| o == "*") {
-            Cors::Any
-        } else {
-            Cors::List(origins)
-        };
+        let cors = super::cors::parse(env.list("CORS_ALLOWED_ORIGINS"))
+            .map_err(|e| err("CORS_ALLOWED_ORIGINS", e))?;
         let header_timeout_ms = env.parse("HEADER_TIMEOUT_MS", 10_000u64, "milliseconds")?;
         if !(1..=3_600_000).contains(&header_timeout_ms) {
             return Err(err("HEADER_TIMEOUT_MS", "expected 1..=3600000 (one hour)"));

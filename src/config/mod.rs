@@ -8,6 +8,7 @@
 //! This file holds the validated types; the rest is split by job:
 //! - `vars`: [`VARS`], the table behind `herald --help` (and the README
 //!   check), and [`Config::help`];
+//! - `cors`: `CORS_ALLOWED_ORIGINS` entries checked and normalised;
 //! - `env`: typed reads of one variable (bool, number, list, choice, address);
 //! - `load`: [`Config::from_env`] / [`Config::from_lookup`], which validate
 //!   every variable into a [`Config`].
@@ -17,6 +18,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 mod cidr;
+mod cors;
 mod env;
 mod load;
 #[cfg(test)]

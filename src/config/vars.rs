@@ -182,7 +182,7 @@ pub const VARS: &[(&str, &str, &str)] = &[
     (
         "CORS_ALLOWED_ORIGINS",
         "*",
-        "`*` or a comma list of origins (credentialed)",
+        "`*` or a comma list of origins, scheme://host[:port] (credentialed)",
     ),
     ("PUBLISH_TOKEN", "", "bearer token for POST /publish"),
     (

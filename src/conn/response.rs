@@ -24,6 +24,42 @@ pub enum Problem {
 }
 
 impl Problem {
+    /// Every problem type, in declaration order (`p as usize` indexes it):
+    /// the order of the refusal counters.
+    pub const ALL: [Problem; 13] = [
+        Problem::BadRequest,
+        Problem::MissingToken,
+        Problem::InvalidJwt,
+        Problem::ExpiredJwt,
+        Problem::Unauthorized,
+        Problem::WrongIssuer,
+        Problem::NotFound,
+        Problem::MethodNotAllowed,
+        Problem::PayloadTooLarge,
+        Problem::HeadersTooLarge,
+        Problem::RequestTimeout,
+        Problem::RateLimited,
+        Problem::ServerFull,
+    ];
+
+    /// The refusal a response built by [`problem`] carries, read back from
+    /// its bytes (`None` for any other response). For counting refusals
+    /// where only the bytes travel; costs a scan of the head, so it is for
+    /// final responses, not the stream path.
+    pub fn of_response(response: &[u8]) -> Option<(Problem, &[u8])> {
+        let body_at = response.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+        let ct = b"\r\nContent-Type: application/problem+json\r\n";
+        response[..body_at]
+            .windows(ct.len())
+            .position(|w| w == ct)?;
+        let body = response[body_at..].strip_prefix(b"{\"type\":\"")?;
+        let end = body.iter().position(|&b| b == b'"')?;
+        let p = Problem::ALL
+            .into_iter()
+            .find(|p| p.type_name().as_bytes() == &body[..end])?;
+        Some((p, &response[body_at..]))
+    }
+
     pub fn status(self) -> u16 {
         match self {
             Problem::BadRequest => 400,
@@ -189,6 +225,22 @@ mod tests {
         assert!(h.contains("Access-Control-Allow-Credentials: true"));
         assert!(!cors_headers(&list, Some("https://b")).contains("Allow-Origin"));
         assert!(!cors_headers(&list, None).contains("Allow-Origin"));
+    }
+
+    #[test]
+    fn a_refusal_is_read_back_from_its_bytes() {
+        for p in Problem::ALL {
+            assert_eq!(Problem::ALL[p as usize], p);
+            let r = problem(p, "why \"quoted\"", "X-A: b\r\n");
+            let (back, body) = Problem::of_response(&r).unwrap();
+            assert_eq!(back, p);
+            let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+            assert_eq!(v["detail"], "why \"quoted\"");
+        }
+        let ok = simple(200, "application/json", "", r#"{"type":"not_found"}"#);
+        assert!(Problem::of_response(&ok).is_none(), "not problem+json");
+        assert!(Problem::of_response(&simple(200, "text/plain", "", "hi")).is_none());
+        assert!(Problem::of_response(b"junk").is_none());
     }
 
     #[test]

@@ -74,7 +74,39 @@ pub fn checks(cfg: &Config, host: &Host) -> Vec<Check> {
         memlock(cfg, host, uses_uring, uring_verdict),
         memory(cfg, host),
         conntrack(cfg, host),
+        jwt_key(cfg),
     ]
+}
+
+/// Without a key every token is refused, so with anonymous listeners off
+/// nobody could ever listen: herald starts, but serves only 401s.
+fn jwt_key(cfg: &Config) -> Check {
+    let name = "JWT key";
+    let key =
+        match (&cfg.jwt_secret, &cfg.jwt_public_key) {
+            (Some(_), Some(_)) => "JWT_SECRET and a public key are set",
+            (Some(_), None) => "JWT_SECRET is set",
+            (None, Some(_)) => "a public key is set",
+            (None, None) if cfg.allow_anonymous => {
+                return ok(
+                    name,
+                    "none set: every token is refused; ALLOW_ANONYMOUS=true lets listeners in \
+                 without one (broadcasts only)"
+                        .into(),
+                )
+            }
+            (None, None) => return bad(
+                name,
+                Verdict::Fail,
+                "none set and ALLOW_ANONYMOUS=false: every /sse request would be refused 401"
+                    .into(),
+                "set JWT_SECRET (HS256/384/512), or JWT_PUBLIC_KEY / JWT_PUBLIC_KEY_FILE (RS*, \
+                 PS*, ES*, EdDSA) to the key your backends sign tokens with; or \
+                 ALLOW_ANONYMOUS=true for broadcast-only listeners"
+                    .into(),
+            ),
+        };
+    ok(name, key.into())
 }
 
 fn fd_limit(cfg: &Config, host: &Host, need: u64) -> Check {

@@ -31,7 +31,11 @@ fn tuned() -> Host {
 }
 
 fn one_million() -> Config {
-    cfg(&[("MAX_CONNECTIONS", "1000000"), ("WORKERS", "4")])
+    cfg(&[
+        ("MAX_CONNECTIONS", "1000000"),
+        ("WORKERS", "4"),
+        ("JWT_SECRET", "s"),
+    ])
 }
 
 fn find<'a>(report: &'a [Check], name: &str) -> &'a Check {
@@ -303,4 +307,25 @@ fn parsers() {
         vec![(8080, 8080), (9000, 9010)]
     );
     assert!(parse_port_list("").is_empty());
+}
+
+#[test]
+fn no_jwt_key_fails_unless_anonymous_listeners_are_allowed() {
+    let report = checks(&cfg(&[("MAX_CONNECTIONS", "1000")]), &tuned());
+    let c = find(&report, "JWT key");
+    assert_eq!(c.verdict, Verdict::Fail, "{c}");
+    let fix = c.fix.as_deref().unwrap();
+    assert!(
+        fix.contains("JWT_SECRET") && fix.contains("JWT_PUBLIC_KEY_FILE"),
+        "{fix}"
+    );
+    assert!(fix.contains("ALLOW_ANONYMOUS=true"), "{fix}");
+    for vars in [
+        &[("JWT_SECRET", "s")][..],
+        &[("ALLOW_ANONYMOUS", "true")][..],
+        &[("JWT_PUBLIC_KEY_FILE", "/etc/herald/jwt.pem")][..],
+    ] {
+        let report = checks(&cfg(vars), &tuned());
+        assert_eq!(find(&report, "JWT key").verdict, Verdict::Ok, "{vars:?}");
+    }
 }

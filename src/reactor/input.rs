@@ -68,6 +68,7 @@ impl<T: Transport> Core<T> {
     /// drain input so the response is not lost to a reset.
     pub(super) fn respond_and_close(&mut self, key: u32, bytes: &[u8], now_ms: u64) {
         self.stats.responded(bytes);
+        self.note_refusal(key, bytes, now_ms);
         self.set_state(key, State::Closing);
         self.conns[key as usize].head = None;
         if !self.write(key, &[Out::Bytes(bytes)], now_ms) {

@@ -20,8 +20,10 @@
 //! - A connection whose unsent bytes would pass `MAX_PENDING_BYTES` is cut
 //!   and counted (disconnect reason `slow`); it reconnects with
 //!   `Last-Event-ID`.
-//! - Every close is counted by reason ([`stats::Why`]), every final
-//!   response by status, every delivery by publish-to-write latency.
+//! - Every close is counted by reason ([`stats::Why`]) and, for a stream,
+//!   logged with it at `debug`; every final response is counted by status,
+//!   every refusal by problem type (and logged, throttled: [`refusals`]),
+//!   every delivery by publish-to-write latency.
 //! - With `CLOSE_ON_TOKEN_EXPIRY`, a stream with a token ends (reason
 //!   `expired`) at the first tick whose wall-clock second reaches its
 //!   `exp` + `JWT_LEEWAY_SECONDS`: the second from which the verifier
@@ -37,6 +39,7 @@ pub mod driver;
 mod index;
 mod input;
 mod output;
+mod refusals;
 mod registry;
 mod replay;
 mod shared;
@@ -56,7 +59,7 @@ use std::sync::Arc;
 
 use crossbeam_channel::Receiver;
 use hashbrown::HashMap;
-use log::{info, trace, warn};
+use log::{debug, info, log_enabled, trace, warn, Level};
 use slab::Slab;
 
 use crate::conn::State;
@@ -331,6 +334,10 @@ impl<T: Transport> Core<T> {
             return;
         }
         self.stats.disconnected(why);
+        if self.conns[key as usize].state == State::Streaming && log_enabled!(Level::Debug) {
+            let id = self.conn_id(key);
+            debug!("conn {key}: stream {id} closed: {}", why.describe());
+        }
         self.stream_ended(key);
         self.withdraw_claim(key);
         self.unlink_stream(key);

@@ -1,7 +1,8 @@
 //! What every reactor of the process shares: the configuration, the JWT
 //! verifier, ingest state, the open-connection count, presence, the rate
 //! limiter, connection ids, and where hand-offs go (listings, registry
-//! records). Read-only but for atomics and the presence locks.
+//! records), the refusal log throttle. Read-only but for atomics and the
+//! presence locks.
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
@@ -44,6 +45,8 @@ pub struct Shared {
     /// `MAX_PENDING_BYTES` less what the kernel's send queue may hold (the
     /// server sets it from the granted `SO_SNDBUF`; all of it by default).
     pub pending_max: usize,
+    /// Throttles the refusal log lines ([`super::refusals`]).
+    pub refusal_log: super::refusals::RefusalLog,
 }
 
 impl Shared {
@@ -92,6 +95,7 @@ impl Shared {
             records: None,
             log: None,
             pending_max,
+            refusal_log: Default::default(),
         }
     }
 }

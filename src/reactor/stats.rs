@@ -1,9 +1,13 @@
 //! Per-reactor counters. Each reactor writes its own (relaxed atomics, no
 //! sharing on the hot path); the admin side reads them all through one
 //! narrow type, [`Counters`], as a [`Snapshot`] summed over reactors.
+//! Closes are counted by [`Why`], final responses by status, refusals by
+//! problem type (SPEC §3).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
+
+use crate::conn::response::Problem;
 
 /// Why a connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +51,19 @@ impl Why {
             Why::Expired => "expired",
         }
     }
+
+    /// What happened, for the log.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Why::Peer => "client closed (or the connection failed)",
+            Why::Slow => "slow: cut over MAX_PENDING_BYTES",
+            Why::Shutdown => "shutdown",
+            Why::Idle => "no request head within HEADER_TIMEOUT_MS",
+            Why::Responded => "answered",
+            Why::Kicked => "kicked: DELETE /connections/{id}",
+            Why::Expired => "token expired (exp + JWT_LEEWAY_SECONDS)",
+        }
+    }
 }
 
 /// Final responses on the public listener are counted by these statuses
@@ -73,6 +90,9 @@ pub struct Stats {
     disconnects: [AtomicU64; Why::ALL.len()],
     /// Final responses, by [`STATUSES`].
     responses: [AtomicU64; STATUSES.len()],
+    /// Refusals (problem+json responses), by [`Problem`] (in
+    /// [`Problem::ALL`] order).
+    refusals: [AtomicU64; Problem::ALL.len()],
     /// Event frames handed to sockets.
     pub delivered: AtomicU64,
     /// Bytes the kernel took.
@@ -131,6 +151,11 @@ impl Stats {
         self.history_users.store(held.users as u64, Relaxed);
     }
 
+    /// Counts a refusal by its problem type.
+    pub fn refused(&self, p: Problem) {
+        self.refusals[p as usize].fetch_add(1, Relaxed);
+    }
+
     /// Records `count` deliveries written `ms` after their publish.
     pub fn latency(&self, ms: u64, count: u64) {
         let i = LATENCY_BOUNDS_MS.partition_point(|&b| b < ms);
@@ -157,6 +182,8 @@ pub struct Snapshot {
     pub disconnects: [u64; Why::ALL.len()],
     /// By [`STATUSES`].
     pub responses: [u64; STATUSES.len()],
+    /// By [`Problem`], in [`Problem::ALL`] order.
+    pub refusals: [u64; Problem::ALL.len()],
     pub delivered: u64,
     pub bytes_written: u64,
     pub replays: u64,
@@ -177,6 +204,15 @@ pub struct Snapshot {
 impl Snapshot {
     pub fn disconnects(&self, why: Why) -> u64 {
         self.disconnects[why as usize]
+    }
+
+    pub fn refusals(&self, p: Problem) -> u64 {
+        self.refusals[p as usize]
+    }
+
+    /// Connections ended for any reason.
+    pub fn disconnects_total(&self) -> u64 {
+        self.disconnects.iter().sum()
     }
 }
 
@@ -200,6 +236,7 @@ impl Counters {
             s.refused_full += r.refused_full.load(Relaxed);
             add(&mut s.disconnects, &r.disconnects);
             add(&mut s.responses, &r.responses);
+            add(&mut s.refusals, &r.refusals);
             s.delivered += r.delivered.load(Relaxed);
             s.bytes_written += r.bytes_written.load(Relaxed);
             s.replays += r.replays.load(Relaxed);
@@ -226,6 +263,9 @@ mod tests {
         s.responded(b"HTTP/1.1 401 Unauthorized\r\n");
         s.responded(b"HTTP/1.1 418 I'm a teapot\r\n");
         s.responded(b"junk");
+        s.refused(Problem::InvalidJwt);
+        s.refused(Problem::InvalidJwt);
+        s.refused(Problem::RateLimited);
         s.latency(0, 2);
         s.latency(1, 1);
         s.latency(3, 1);
@@ -233,6 +273,9 @@ mod tests {
         let snap = Counters::new(Arc::from(vec![Arc::new(s)])).snapshot();
         assert_eq!(snap.responses[3], 1, "401");
         assert_eq!(snap.responses[STATUSES.len() - 1], 2, "other");
+        assert_eq!(snap.refusals(Problem::InvalidJwt), 2);
+        assert_eq!(snap.refusals(Problem::RateLimited), 1);
+        assert_eq!(snap.refusals(Problem::MissingToken), 0);
         assert_eq!(snap.latency[0], 3, "≤ 1 ms");
         assert_eq!(snap.latency[2], 1, "≤ 5 ms");
         assert_eq!(snap.latency[LATENCY_BOUNDS_MS.len()], 4, "slower than all");

@@ -214,7 +214,8 @@ impl Reloader {
                 out.applied.push(f.name);
             }
         }
-        if !(LIVE_FIELDS[1].differs)(&running, &new) && key_text != self.key_text {
+        let same_key_source = running.jwt_public_key == new.jwt_public_key;
+        if same_key_source && key_text != self.key_text {
             out.applied.push("JWT_PUBLIC_KEY_FILE (contents)");
         }
         let presence = &self.shared.presence;
@@ -252,5 +253,74 @@ impl Reloader {
         });
         self.key_text = key_text;
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Config {
+        Config::from_lookup(&|k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        })
+        .expect("valid configuration")
+    }
+
+    /// Every variable is either applied live or named as needing a
+    /// restart: a new variable cannot be silently ignored by a reload.
+    #[test]
+    fn every_variable_is_classified() {
+        let names: Vec<&str> = LIVE_FIELDS
+            .iter()
+            .chain(RESTART_FIELDS)
+            .flat_map(|f| f.name.split('/'))
+            .chain(["MAX_CONNECTIONS_PER_USER"])
+            .collect();
+        // Not settings of their own: a check at load, and the file list.
+        let aside = ["ADMIN_INSECURE", "HERALD_ENV_FILE"];
+        for (var, _, _) in crate::config::VARS {
+            let covered = names.contains(var)
+                || (var.starts_with("REDIS_") && names.contains(&"REDIS_*"))
+                || aside.contains(var);
+            assert!(
+                covered,
+                "{var} is neither live nor restart-only in reload.rs"
+            );
+        }
+        for var in LIVE {
+            assert!(names.contains(var), "{var}");
+        }
+    }
+
+    #[test]
+    fn merge_takes_the_live_settings_and_keeps_the_rest() {
+        let running = cfg(&[
+            ("JWT_SECRET", "a"),
+            ("RETRY_MS", "3000"),
+            ("CORS_ALLOWED_ORIGINS", "https://a.example"),
+            ("MAX_CONNECTIONS_PER_USER", "1"),
+        ]);
+        let new = cfg(&[
+            ("JWT_SECRET", "b"),
+            ("RETRY_MS", "9000"),
+            ("CORS_ALLOWED_ORIGINS", "https://b.example"),
+            ("MAX_CONNECTIONS_PER_USER", "2"),
+        ]);
+        let m = merge(&running, &new, false);
+        assert_eq!(m.jwt_secret.as_deref(), Some("b"));
+        assert_eq!(m.cors, new.cors);
+        assert_eq!(m.retry_ms, 3000);
+        assert_eq!(m.max_connections_per_user, 1);
+        assert_eq!(merge(&running, &new, true).max_connections_per_user, 2);
+        for f in LIVE_FIELDS {
+            assert!(!(f.differs)(&m, &new), "{} not merged", f.name);
+        }
+        for f in RESTART_FIELDS {
+            assert!(!(f.differs)(&m, &running), "{} merged", f.name);
+        }
     }
 }

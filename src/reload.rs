@@ -194,7 +194,7 @@ impl Reloader {
             }
             Err(e) => warn!("SIGHUP: reload refused, the running configuration stays: {e}"),
         }
-        crate::sys::notify::ready("running");
+        crate::sys::notify::ready(&format!("listening on {}", self.start.listen_addr));
     }
 
     /// The reload itself: `Err` is the refusal (naming the variable), and

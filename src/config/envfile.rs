@@ -88,11 +88,17 @@ impl Source {
         move |k| files.vars.get(k).cloned().or_else(|| std::env::var(k).ok())
     }
 
-    /// Validates the configuration from the environment and the files.
-    /// `Ok` carries the notes to log once logging is up.
+    /// Validates the configuration from the environment and the files (on
+    /// `SIGHUP`). `Ok` carries the notes to log: skipped lines, and names
+    /// in the files that look like a misspelt variable.
     pub fn load(&self) -> Result<(Config, Vec<String>), ConfigError> {
-        let files = self.read_files()?;
+        let mut files = self.read_files()?;
         let cfg = Config::from_lookup(&Self::lookup(&files))?;
+        for (name, nearest) in super::typos(files.vars.keys().cloned()) {
+            files.notes.push(format!(
+                "HERALD_ENV_FILE: {name} is not a herald variable (ignored); did you mean {nearest}?"
+            ));
+        }
         Ok((cfg, files.notes))
     }
 

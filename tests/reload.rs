@@ -231,3 +231,56 @@ fn cors_and_limits_change_live_and_the_rest_waits_for_a_restart() {
     assert_eq!(second.expect_non_ping().event_type(), "check");
     assert_eq!(second.retry(), Some(3000), "RETRY_MS needs a restart");
 }
+
+#[test]
+fn claims_rate_limits_and_the_log_level_change_live() {
+    let dir = TempDir::new("reload-claims");
+    let env = dir.join("herald.env");
+    std::fs::write(&env, "JWT_SECRET=claims-secret-value\nJWT_ISSUER=shop\n").unwrap();
+    let mut h = start(&[("HERALD_ENV_FILE", env.to_str().unwrap())]);
+    let token = |iss: &str, aud: Option<&str>| {
+        let mut claims = json!({"sub": "alice", "iss": iss, "exp": jwt::now() + 3600});
+        if let Some(aud) = aud {
+            claims["aud"] = json!(aud);
+        }
+        jwt::hs256("claims-secret-value", &claims)
+    };
+    let mut shop = stream(&h, &token("shop", None));
+    assert_ne!(status_with(&h, &token("blog", None)), 200);
+
+    std::fs::write(
+        &env,
+        "JWT_SECRET=claims-secret-value\nJWT_ISSUER=blog\nJWT_AUDIENCE=herald\n\
+         JWT_SECERT=a-typo\n",
+    )
+    .unwrap();
+    h.sighup();
+    h.wait_log("configuration reloaded: JWT_ISSUER, JWT_AUDIENCE", 1);
+    h.wait_log(
+        "JWT_SECERT is not a herald variable (ignored); did you mean JWT_SECRET?",
+        1,
+    );
+    assert_ne!(status_with(&h, &token("shop", None)), 200);
+    assert_ne!(status_with(&h, &token("blog", None)), 200, "no aud");
+    assert_eq!(status_with(&h, &token("blog", Some("herald"))), 200);
+    // The stream admitted under the old issuer list stays.
+    let marker = format!("still here {}", common::unix_ms());
+    h.publish_json(&json!({"to": "alice", "app": "shop", "message": marker}));
+    assert_eq!(shop.expect_non_ping().data, marker);
+
+    std::fs::write(
+        &env,
+        "JWT_SECRET=claims-secret-value\nJWT_ISSUER=blog\nJWT_AUDIENCE=herald\n\
+         RATE_LIMIT_PER_IP_PER_MIN=1\nRATE_LIMIT_BURST=1\nLOG_LEVEL=debug\n",
+    )
+    .unwrap();
+    h.sighup();
+    h.wait_log(
+        "configuration reloaded: RATE_LIMIT_PER_IP_PER_MIN, RATE_LIMIT_BURST, LOG_LEVEL",
+        1,
+    );
+    let _blog = stream(&h, &token("blog", Some("herald")));
+    // At debug, each stream start is logged (it was not at info).
+    h.wait_log("for app \"blog\"", 1);
+    assert_eq!(status_with(&h, &token("blog", Some("herald"))), 429);
+}

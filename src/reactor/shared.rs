@@ -1,8 +1,9 @@
 //! What every reactor of the process shares: the start-up configuration,
-//! the reloadable settings and JWT verifier ([`super::live`]), ingest state, the open-connection count, presence, the rate
-//! limiter, connection ids, and where hand-offs go (listings, registry
-//! records), the refusal log throttle. Read-only but for atomics and the
-//! presence locks.
+//! the reloadable settings and JWT verifier ([`super::live`]), ingest
+//! state, the open-connection count, presence, the rate limiter,
+//! connection ids, and where hand-offs go (listings, registry records), the
+//! refusal log throttle. Read-only but for atomics, the presence locks and
+//! the live settings' cell (written on `SIGHUP` only).
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;

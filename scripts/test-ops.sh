@@ -103,6 +103,8 @@ if command -v systemd-analyze >/dev/null 2>&1; then
   bash scripts/install.sh --prefix "$vroot" --binary "$herald" --profile none >/dev/null ||
     fail "install.sh into the verify root"
   printf 'LISTEN_ADDR=0.0.0.0:8081\nADMIN_ADDR=127.0.0.1:9091\n' >"$vroot/etc/herald/a.env"
+  # ExecReload= runs /bin/kill (procps, a dependency of the package).
+  mkdir -p "$vroot/bin" && cp /bin/kill "$vroot/bin/"
   verify() {
     local out
     # systemd-analyze exits 0 on many warnings: any output is a failure.
@@ -119,8 +121,9 @@ if command -v systemd-analyze >/dev/null 2>&1; then
   check "systemd-analyze verify flags a broken unit" bash -c \
     '[ -n "$(systemd-analyze verify --man=no --root="$1" herald.service 2>&1)" ]' _ "$vroot"
   for u in systemd/herald.service systemd/herald@.service; do
-    check "$u: Type=notify, Restart=always, LimitNOFILE, LimitMEMLOCK, hardening" bash -c '
-      for d in Type=notify Restart=always LimitNOFILE= LimitMEMLOCK= DynamicUser=yes \
+    check "$u: Type=notify, Restart=always, ExecReload, HERALD_ENV_FILE, LimitNOFILE, LimitMEMLOCK, hardening" bash -c '
+      for d in Type=notify Restart=always "ExecReload=/bin/kill -HUP \$MAINPID" \
+               Environment=HERALD_ENV_FILE= LimitNOFILE= LimitMEMLOCK= DynamicUser=yes \
                NoNewPrivileges=yes ProtectSystem=strict ProtectHome=yes PrivateTmp=yes; do
         grep -q "^$d" "$1" || { echo "  $1 lacks $d" >&2; exit 1; }
       done

@@ -18,6 +18,7 @@
 //!
 //! The layers, top to bottom (each may use only those below it):
 //! - [`server`]: boot order and shutdown; picks the I/O driver.
+//!   [`reload`]: `SIGHUP`, the settings that change with listeners kept.
 //! - [`admin`]: the admin listener (health, stats, metrics, publish,
 //!   connections) and the thread answering the public listener's
 //!   connection listings; reads reactor counters through
@@ -57,5 +58,6 @@ pub mod ingest;
 pub mod logging;
 pub mod presence;
 pub mod reactor;
+pub mod reload;
 pub mod server;
 pub mod sys;

@@ -21,7 +21,9 @@ fn main() {
             return;
         }
         Some("doctor") => {
-            let cfg = herald::config::Config::from_env().unwrap_or_else(|e| config_error(&e));
+            let (cfg, _) = herald::config::Source::from_env()
+                .load_at_start()
+                .unwrap_or_else(|e| config_error(&e));
             std::process::exit(if herald::doctor::run(&cfg) { 0 } else { 1 });
         }
         Some(other) => {
@@ -29,11 +31,16 @@ fn main() {
             std::process::exit(2);
         }
     }
-    let cfg = match herald::config::Config::from_env() {
+    // The environment, with HERALD_ENV_FILE laid over it (what SIGHUP
+    // re-reads).
+    let (cfg, notes) = match herald::config::Source::from_env().load_at_start() {
         Ok(c) => c,
         Err(e) => config_error(&e),
     };
     herald::logging::init(cfg.log_format, cfg.log_level);
+    for note in notes {
+        log::warn!("{note}");
+    }
     for (name, nearest) in herald::config::typos(std::env::vars().map(|(k, _)| k)) {
         log::warn!("{name} is not a herald variable (ignored); did you mean {nearest}?");
     }

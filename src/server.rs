@@ -1,6 +1,7 @@
 //! Boot order: rlimits → listeners → inboxes and hub → a Redis stream's
 //! tail into history → reactors → ingest → admin → signals, then an orderly
-//! stop on SIGTERM/SIGINT.
+//! stop on SIGTERM/SIGINT. SIGHUP reloads ([`crate::reload`]) and keeps
+//! running.
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -122,10 +123,13 @@ pub fn run(prepared: Prepared) -> Result<(), StartError> {
     let mut signals = SigSet::empty();
     signals.add(Signal::SIGTERM);
     signals.add(Signal::SIGINT);
+    signals.add(Signal::SIGHUP);
     signals
         .thread_block()
         .map_err(|e| StartError(format!("cannot block signals: {e}")))?;
 
+    // As loaded, before the caps below: what a reload compares with.
+    let loaded = cfg.clone();
     let nofile = sys::limits::raise_nofile();
     let fit = fd_budget(nofile as usize);
     if fit < cfg.max_connections {
@@ -323,9 +327,14 @@ pub fn run(prepared: Prepared) -> Result<(), StartError> {
         backend.name()
     );
 
-    let sig = signals
-        .wait()
-        .map_err(|e| StartError(format!("sigwait failed: {e}")))?;
+    let mut reloader = crate::reload::Reloader::new(loaded, shared.clone());
+    let sig = loop {
+        match signals.wait() {
+            Ok(Signal::SIGHUP) => reloader.reload(),
+            Ok(sig) => break sig,
+            Err(e) => return Err(StartError(format!("sigwait failed: {e}"))),
+        }
+    };
     sys::notify::stopping();
     info!("{sig:?} received: closing listeners and connections");
     for inbox in hub.inboxes() {

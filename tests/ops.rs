@@ -106,7 +106,17 @@ fn notifies_ready_watchdog_and_stopping_over_notify_socket() {
     // WATCHDOG_USEC=200ms: a ping every 100 ms.
     recv_until(&sock, "WATCHDOG=1", Duration::from_secs(5));
 
+    // A reload (systemctl reload: SIGHUP) is announced and ended.
     let pid = server.0.id().to_string();
+    let hup = Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+    assert!(hup.success());
+    recv_until(&sock, "RELOADING=1", Duration::from_secs(10));
+    recv_until(&sock, "READY=1", Duration::from_secs(10));
+    assert!(
+        server.0.try_wait().unwrap().is_none(),
+        "SIGHUP ended herald"
+    );
+
     let kill = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     assert!(kill.success());
     recv_until(&sock, "STOPPING=1", Duration::from_secs(10));

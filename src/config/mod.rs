@@ -11,7 +11,9 @@
 //! - `cors`: `CORS_ALLOWED_ORIGINS` entries checked and normalised;
 //! - `env`: typed reads of one variable (bool, number, list, choice, address);
 //! - `load`: [`Config::from_env`] / [`Config::from_lookup`], which validate
-//!   every variable into a [`Config`].
+//!   every variable into a [`Config`];
+//! - `envfile`: `HERALD_ENV_FILE`, the environment file(s) laid over the
+//!   process environment ([`Source`]), read again on `SIGHUP`.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -20,6 +22,7 @@ use std::path::PathBuf;
 mod cidr;
 mod cors;
 mod env;
+mod envfile;
 mod load;
 #[cfg(test)]
 mod tests;
@@ -27,6 +30,7 @@ mod typos;
 mod vars;
 
 pub use cidr::Cidr;
+pub use envfile::{parse as parse_env_file, FileVars, Source};
 pub use typos::typos;
 pub use vars::VARS;
 

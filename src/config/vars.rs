@@ -212,6 +212,11 @@ pub const VARS: &[(&str, &str, &str)] = &[
     ),
     ("LOG_LEVEL", "info", "error | warn | info | debug | trace"),
     (
+        "HERALD_ENV_FILE",
+        "",
+        "comma list of env files laid over the environment, re-read on SIGHUP",
+    ),
+    (
         "SHUTDOWN_TIMEOUT_MS",
         "5000",
         "how long SIGTERM/SIGINT waits for reactors",
@@ -237,6 +242,11 @@ impl Config {
             out.push_str(&format!("  {name:<22} {default:<16} {meaning}\n"));
         }
         out.push_str("\nA bad value stops start-up with exit code 2 and names the variable.\n");
+        out.push_str(
+            "SIGHUP re-reads HERALD_ENV_FILE and the key file and applies JWT keys, issuers, \
+             audiences, CORS, per-user and rate limits and LOG_LEVEL with every listener kept \
+             (README, \"Reload\").\n",
+        );
         out
     }
 }

@@ -16,6 +16,7 @@
 //!   that is not a trusted proxy ([`client_ip`]).
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 
 use hashbrown::HashMap;
@@ -31,35 +32,45 @@ struct Bucket {
     at_ms: u64,
 }
 
-/// The limiter; `per_min == 0` turns it off.
+/// The limiter; `per_min == 0` turns it off. The rate and burst may change
+/// while it runs ([`RateLimiter::set`], on `SIGHUP`): each check reads them
+/// (relaxed; a check racing a change may use either value).
 pub struct RateLimiter {
-    per_min: u32,
-    burst: u32,
+    per_min: AtomicU32,
+    burst: AtomicU32,
     shards: Box<[Mutex<HashMap<IpAddr, Bucket>>]>,
 }
 
 impl RateLimiter {
     pub fn new(per_min: u32, burst: u32) -> Self {
         Self {
-            per_min,
-            burst,
+            per_min: AtomicU32::new(per_min),
+            burst: AtomicU32::new(burst),
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
         }
     }
 
     pub fn enabled(&self) -> bool {
-        self.per_min > 0
+        self.per_min.load(Ordering::Relaxed) > 0
+    }
+
+    /// New rate and burst for the checks from now on; the buckets stay (a
+    /// bucket above the new burst is cut to it at its next check).
+    pub fn set(&self, per_min: u32, burst: u32) {
+        self.per_min.store(per_min, Ordering::Relaxed);
+        self.burst.store(burst, Ordering::Relaxed);
     }
 
     /// Takes one attempt for `ip` at `now_ms` (monotonic). `Err` holds the
     /// whole seconds until the next attempt would be allowed.
     pub fn check(&self, ip: IpAddr, now_ms: u64) -> Result<(), u64> {
-        if !self.enabled() {
+        let per_min = self.per_min.load(Ordering::Relaxed);
+        if per_min == 0 {
             return Ok(());
         }
         let ip = bucket_of(ip);
-        let per_ms = f64::from(self.per_min) / 60_000.0;
-        let burst = f64::from(self.burst);
+        let per_ms = f64::from(per_min) / 60_000.0;
+        let burst = f64::from(self.burst.load(Ordering::Relaxed));
         let shard = &self.shards[shard_of(ip)];
         let mut table = shard.lock().unwrap_or_else(|p| p.into_inner());
         if !table.contains_key(&ip) && table.len() >= SHARD_CAPACITY {

@@ -26,7 +26,7 @@
 //!   own full inbox would never drain it.
 
 use std::hash::{BuildHasher, Hash, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -56,8 +56,9 @@ type Counts = HashMap<Box<str>, HashMap<Box<str>, u32>>;
 pub struct Presence {
     shards: Box<[Mutex<Counts>]>,
     hasher: DefaultHashBuilder,
-    /// 0: no limit.
-    per_user_max: u32,
+    /// 0: no limit. Changed between non-zero values on `SIGHUP`
+    /// ([`Presence::set_per_user_max`]).
+    per_user_max: AtomicU32,
     /// Where changes go when presence events are on (local registry).
     feed: Option<Sender<Change>>,
     /// Whether new listeners get `on-connection`.
@@ -95,7 +96,7 @@ impl Presence {
         Self {
             shards: shards(),
             hasher: DefaultHashBuilder::default(),
-            per_user_max,
+            per_user_max: AtomicU32::new(per_user_max),
             feed: feed.filter(|_| events && scope == Scope::Local),
             events,
             mirror: (scope == Scope::Cluster).then(shards),
@@ -107,7 +108,24 @@ impl Presence {
 
     /// Whether streams need to be counted at all.
     pub fn active(&self) -> bool {
-        self.per_user_max > 0 || self.feed.is_some()
+        self.per_user_max() > 0 || self.feed.is_some()
+    }
+
+    /// The per-user limit (0 = none).
+    pub fn per_user_max(&self) -> u32 {
+        self.per_user_max.load(Ordering::Relaxed)
+    }
+
+    /// A new per-user limit for streams that start from now on (open ones
+    /// are not cut). Only between non-zero values: whether streams are
+    /// counted at all ([`Presence::active`]) is fixed at start-up, so that
+    /// every leave matches a join; `false` (nothing changed) otherwise.
+    pub fn set_per_user_max(&self, max: u32) -> bool {
+        if max == 0 || self.per_user_max() == 0 {
+            return false;
+        }
+        self.per_user_max.store(max, Ordering::Relaxed);
+        true
     }
 
     /// Whether presence events are generated.
@@ -130,7 +148,8 @@ impl Presence {
     pub fn join(&self, app: &str, user: &str) -> Result<(), UserFull> {
         let mut counts = self.lock(app, user);
         if let Some(n) = counts.get_mut(app).and_then(|users| users.get_mut(user)) {
-            if self.per_user_max > 0 && *n >= self.per_user_max {
+            let max = self.per_user_max();
+            if max > 0 && *n >= max {
                 return Err(UserFull);
             }
             *n += 1;

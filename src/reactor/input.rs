@@ -28,12 +28,16 @@ impl<T: Transport> Core<T> {
         } else {
             None
         };
+        // A reload since the last request: take its settings (one atomic
+        // load otherwise).
+        self.live.refresh(&self.shared.live);
+        let live = &self.live.live;
         let step = session::on_bytes(
             &mut self.conns[key as usize].head,
             bytes,
             &RouteCtx {
-                cfg: &self.shared.cfg,
-                verifier: &self.shared.verifier,
+                cfg: &live.cfg,
+                verifier: &live.verifier,
                 status: &self.shared.status,
                 limiter: &self.shared.limiter,
                 peer,
@@ -162,8 +166,11 @@ impl<T: Transport> Core<T> {
         if let Some(wheel) = &mut self.heartbeats {
             wheel.schedule((key, gen), now_ms / 1000 + heartbeat_secs);
         }
-        if let (true, Some(exp)) = (self.shared.cfg.close_on_token_expiry, exp) {
-            let ends = exp.saturating_add(self.shared.cfg.jwt_leeway_secs);
+        // The leeway the token was admitted with (`JWT_LEEWAY_SECONDS` may
+        // change on reload).
+        let live = &self.live.live.cfg;
+        if let (true, Some(exp)) = (live.close_on_token_expiry, exp) {
+            let ends = exp.saturating_add(live.jwt_leeway_secs);
             let conns = &self.conns;
             self.expiries.push((key, gen), ends, |(k, g)| {
                 conns.get(k as usize).is_some_and(|c| c.gen == g)

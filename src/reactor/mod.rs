@@ -38,6 +38,7 @@ mod deliver;
 pub mod driver;
 mod index;
 mod input;
+pub mod live;
 mod output;
 mod refusals;
 mod registry;
@@ -101,6 +102,8 @@ pub struct Core<T> {
     t: T,
     index: usize,
     shared: Arc<Shared>,
+    /// This reactor's copy of the reloadable settings ([`live`]).
+    live: live::LiveCopy,
     stats: Arc<Stats>,
     inbox: Receiver<Msg>,
     conns: Slab<Conn>,
@@ -186,6 +189,7 @@ impl<T: Transport> Core<T> {
             bcast: Vec::new(),
             per_event: Vec::new(),
             expired: Vec::new(),
+            live: live::LiveCopy::new(&shared.live),
             shared,
         }
     }

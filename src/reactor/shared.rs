@@ -1,8 +1,9 @@
-//! What every reactor of the process shares: the configuration, the JWT
-//! verifier, ingest state, the open-connection count, presence, the rate
-//! limiter, connection ids, and where hand-offs go (listings, registry
-//! records), the refusal log throttle. Read-only but for atomics and the
-//! presence locks.
+//! What every reactor of the process shares: the start-up configuration,
+//! the reloadable settings and JWT verifier ([`super::live`]), ingest
+//! state, the open-connection count, presence, the rate limiter,
+//! connection ids, and where hand-offs go (listings, registry records), the
+//! refusal log throttle. Read-only but for atomics, the presence locks and
+//! the live settings' cell (written on `SIGHUP` only).
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
@@ -18,10 +19,15 @@ use crate::hub::registry::{IdCodec, Query, Record};
 use crate::hub::status::IngestStatus;
 use crate::presence::{Presence, Scope};
 
+use super::live::{Live, LiveCell};
+
 /// Read-only state every reactor sees, plus the one process-wide count.
 pub struct Shared {
+    /// The configuration at start-up: what only a restart changes. What a
+    /// `SIGHUP` may change is read through [`Shared::live`].
     pub cfg: Arc<Config>,
-    pub verifier: Verifier,
+    /// The verifier and the settings new requests are answered with.
+    pub live: LiveCell,
     /// Ingest state, for `GET /health`.
     pub status: Arc<IngestStatus>,
     /// Client connections open across all reactors (for `MAX_CONNECTIONS`):
@@ -83,9 +89,13 @@ impl Shared {
         let limiter = RateLimiter::new(cfg.rate_limit_per_min, cfg.rate_limit_burst);
         let seed = uuid::Uuid::new_v4().as_u128() as u64;
         let pending_max = cfg.max_pending_bytes;
+        let live = LiveCell::new(Live {
+            cfg: cfg.clone(),
+            verifier,
+        });
         Self {
             cfg,
-            verifier,
+            live,
             status,
             open: AtomicUsize::new(0),
             presence: Arc::new(presence),

@@ -56,6 +56,12 @@ pub fn ready(status: &str) {
     send_logged(&format!("READY=1\nSTATUS={status}"));
 }
 
+/// Tells systemd that a reload (`SIGHUP`) has begun (`RELOADING=1`); the
+/// next [`ready`] ends it.
+pub fn reloading() {
+    send_logged("RELOADING=1\nSTATUS=reloading");
+}
+
 /// Tells systemd that an orderly stop has begun (`STOPPING=1`).
 pub fn stopping() {
     send_logged("STOPPING=1\nSTATUS=stopping");

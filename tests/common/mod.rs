@@ -368,6 +368,31 @@ impl Herald {
         self.signal(libc::SIGTERM);
     }
 
+    /// Sends SIGHUP to this herald (and nothing else): a reload.
+    pub fn sighup(&self) {
+        self.signal(libc::SIGHUP);
+    }
+
+    /// Waits (bounded by [`EVENT_TIMEOUT`]) until the log holds `needle`
+    /// `count` times in all; panics with the log otherwise, or when herald
+    /// exits meanwhile.
+    pub fn wait_log(&mut self, needle: &str, count: usize) {
+        let deadline = Instant::now() + EVENT_TIMEOUT;
+        loop {
+            if self.log().matches(needle).count() >= count {
+                return;
+            }
+            if let Some(status) = self.try_exit() {
+                panic!("herald exited ({status}) before logging {needle:?}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} (x{count}) in the log within {EVENT_TIMEOUT:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Sends SIGINT to this herald (and nothing else).
     pub fn sigint(&self) {
         self.signal(libc::SIGINT);

@@ -22,15 +22,27 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   fi
 fi
 
-# The /metrics test reads the exposition with Python's prometheus_client.
-if ! python3 -c "import prometheus_client" >/dev/null 2>&1; then
-  echo "== installing prometheus_client (Python)"
+# Python packages: prometheus_client reads /metrics in its test;
+# confluent-kafka (librdkafka) produces the Kafka tests' records.
+pip_need=()
+python3 -c "import prometheus_client" >/dev/null 2>&1 || pip_need+=(prometheus_client)
+python3 -c "import confluent_kafka" >/dev/null 2>&1 || pip_need+=(confluent-kafka)
+if [ ${#pip_need[@]} -gt 0 ]; then
+  echo "== installing ${pip_need[*]} (Python)"
   if ! python3 -m pip --version >/dev/null 2>&1; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pip >/dev/null
   fi
-  python3 -m pip install -q --break-system-packages prometheus_client 2>/dev/null \
-    || python3 -m pip install -q prometheus_client
+  python3 -m pip install -q --break-system-packages "${pip_need[@]}" 2>/dev/null \
+    || python3 -m pip install -q "${pip_need[@]}"
+fi
+
+# The Kafka tests run a real Kafka-protocol broker: tansu (Rust, from
+# crates.io; Kafka itself needs Maven, which this box cannot reach). SQLite
+# storage (libsql) so a broker killed and restarted keeps its records.
+if ! command -v tansu >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/tansu" ]; then
+  echo "== installing tansu (Kafka-compatible broker for the Kafka tests): a long compile, once"
+  cargo install tansu --locked --features dynostore,libsql
 fi
 
 echo "== cargo fmt --check"

@@ -100,6 +100,11 @@ const RESTART_FIELDS: &[Field] = &[
     field!("INTERNAL_EVENTS_STRATEGY", presence_events),
     field!("PRESENCE_LIST_MAX", presence_list_max),
     field!("REDIS_*", redis),
+    // By value: the Debug form hides the SASL password.
+    Field {
+        name: "KAFKA_*",
+        differs: |a, b| a.kafka != b.kafka,
+    },
     field!("CONNECTION_REGISTRY", registry_redis),
     field!("REGISTRY_NODE_TTL_SECONDS", registry_ttl_secs),
     field!("PUBLISH_TOKEN", publish_token),
@@ -285,6 +290,7 @@ mod tests {
         for (var, _, _) in crate::config::VARS {
             let covered = names.contains(var)
                 || (var.starts_with("REDIS_") && names.contains(&"REDIS_*"))
+                || (var.starts_with("KAFKA_") && names.contains(&"KAFKA_*"))
                 || aside.contains(var);
             assert!(
                 covered,

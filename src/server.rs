@@ -20,6 +20,7 @@ use crate::hub::inbox;
 use crate::hub::registry::Record;
 use crate::hub::status::IngestStatus;
 use crate::hub::Hub;
+use crate::ingest::kafka::KafkaIngest;
 use crate::ingest::redis::RedisIngest;
 use crate::reactor::driver::{self, Backend, Parts};
 use crate::reactor::{Shared, Stats};
@@ -169,7 +170,11 @@ pub fn run(prepared: Prepared) -> Result<(), StartError> {
     })?;
 
     let stats: Arc<[Arc<Stats>]> = (0..workers).map(|_| Arc::new(Stats::default())).collect();
-    let status = Arc::new(IngestStatus::new(redis.is_some()));
+    let mut status = IngestStatus::new(redis.is_some());
+    if cfg.kafka.is_some() {
+        status = status.with_kafka();
+    }
+    let status = Arc::new(status);
     let cfg = Arc::new(cfg);
     let (changes_tx, changes_rx) = crossbeam_channel::unbounded();
     let (queries_tx, queries_rx) =
@@ -302,6 +307,10 @@ pub fn run(prepared: Prepared) -> Result<(), StartError> {
             spawn("log-reader", move || reader.run())?;
         }
         spawn("ingest-redis", move || ingest.run())?;
+    }
+    if let Some(kc) = cfg.kafka.clone() {
+        let ingest = KafkaIngest::new(kc, hub.clone(), status.clone(), cfg.history_size);
+        spawn("ingest-kafka", move || ingest.run())?;
     }
     let counters = crate::reactor::stats::Counters::new(stats);
     let admin = Admin::new(

@@ -191,36 +191,45 @@ pub fn render(s: &Sources<'_>) -> String {
         "gauge",
         "Whether the ingest link is up (1), down (0).",
     );
-    let redis = match s.status.redis() {
-        RedisState::Disabled => None,
-        RedisState::Up => Some(1),
-        RedisState::Down => Some(0),
-    };
-    if let Some(up) = redis {
-        let _ = writeln!(out, "herald_ingest_up{{source=\"redis\"}} {up}");
+    for (source, state) in [("redis", s.status.redis()), ("kafka", s.status.kafka())] {
+        let up = match state {
+            RedisState::Disabled => continue,
+            RedisState::Up => 1,
+            RedisState::Down => 0,
+        };
+        let _ = writeln!(out, "herald_ingest_up{{source=\"{source}\"}} {up}");
     }
-    let held = [
-        (
-            "herald_history_events",
-            "Events held for replay.",
-            c.history_events,
-        ),
-        (
-            "herald_history_bytes",
-            "What the held events cost against HISTORY_MAX_BYTES.",
-            c.history_bytes,
-        ),
-        (
-            "herald_history_users",
-            "Users with at least one held event.",
-            c.history_users,
-        ),
-    ];
-    for (name, help, value) in held {
-        one(&mut out, name, "gauge", help, value);
-    }
+    kafka_partitions(&mut out, s);
     latency(&mut out, c);
     out
+}
+
+/// Each Kafka partition's last offset read and lag.
+fn kafka_partitions(out: &mut String, s: &Sources<'_>) {
+    let parts = s.status.partition_list();
+    if parts.is_empty() {
+        return;
+    }
+    let gauges = [
+        (
+            "herald_kafka_offset",
+            "The last offset read, per partition.",
+        ),
+        (
+            "herald_kafka_lag",
+            "Records produced but not yet read, per partition.",
+        ),
+    ];
+    for (i, (name, help)) in gauges.iter().enumerate() {
+        family(out, name, "gauge", help);
+        for ((topic, partition), p) in &parts {
+            let v = if i == 0 { p.last_offset } else { p.lag() };
+            let _ = writeln!(
+                out,
+                "{name}{{topic=\"{topic}\",partition=\"{partition}\"}} {v}"
+            );
+        }
+    }
 }
 
 fn latency(out: &mut String, c: &Snapshot) {

@@ -29,7 +29,7 @@ use crate::cluster::Directory;
 use crate::config::Config;
 use crate::conn::http::{Method, Request};
 use crate::conn::response::{self, Problem};
-use crate::hub::status::{IngestStatus, RedisState};
+use crate::hub::status::IngestStatus;
 use crate::hub::{envelope, Hub};
 use crate::ingest::RateLimitedLog;
 use crate::reactor::stats::{Counters, Why};
@@ -185,11 +185,7 @@ impl Admin {
     fn stats_json(&self) -> String {
         let c = self.counters.snapshot();
         let stalls = self.inbox_stalls();
-        let redis = match self.status.redis() {
-            RedisState::Disabled => "disabled",
-            RedisState::Up => "up",
-            RedisState::Down => "down",
-        };
+        let redis = self.status.redis().name();
         serde_json::json!({
             "connections": c.connections,
             "streaming": c.streaming,
@@ -219,6 +215,19 @@ impl Admin {
             "history_log_requests_total": self.status.log_requests.load(Relaxed),
             "history_log_reads_total": self.status.log_reads.load(Relaxed),
             "history_warm_reads_total": self.status.warm_reads.load(Relaxed),
+            "kafka": self.status.kafka().name(),
+            "kafka_partitions": self
+                .status
+                .partition_list()
+                .into_iter()
+                .map(|((topic, partition), p)| serde_json::json!({
+                    "topic": topic,
+                    "partition": partition,
+                    "last_offset": p.last_offset,
+                    "high_watermark": p.high_watermark,
+                    "lag": p.lag(),
+                }))
+                .collect::<Vec<_>>(),
             "reactors": c.per_reactor,
         })
         .to_string()

@@ -65,7 +65,7 @@ impl Env<'_> {
         let v = v.trim().to_ascii_lowercase();
         choices
             .iter()
-            .find(|(name, _)| *name == v)
+            .find(|(name, _)| name.eq_ignore_ascii_case(&v))
             .map(|(_, t)| *t)
             .ok_or_else(|| {
                 let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();

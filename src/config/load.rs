@@ -122,6 +122,7 @@ impl Config {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| err("TRUSTED_PROXIES", e))?;
         let redis = redis_config(&env)?;
+        let kafka = super::kafka::kafka_config(&env)?;
         // An admin listener off loopback without a token would let anyone
         // publish, list and end connections (SPEC §7).
         if !admin_addr.ip().is_loopback()
@@ -200,6 +201,7 @@ impl Config {
             rate_limit_burst,
             trusted_proxies,
             redis,
+            kafka,
             registry_redis,
             registry_ttl_secs,
             cors,

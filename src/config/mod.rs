@@ -9,6 +9,7 @@
 //! - `vars`: [`VARS`], the table behind `herald --help` (and the README
 //!   check), and [`Config::help`];
 //! - `cors`: `CORS_ALLOWED_ORIGINS` entries checked and normalised;
+//! - `kafka`: the `KAFKA_` settings, checked together;
 //! - `env`: typed reads of one variable (bool, number, list, choice, address);
 //! - `load`: [`Config::from_env`] / [`Config::from_lookup`], which validate
 //!   every variable into a [`Config`];
@@ -23,6 +24,7 @@ mod cidr;
 mod cors;
 mod env;
 mod envfile;
+mod kafka;
 mod load;
 #[cfg(test)]
 mod tests;
@@ -31,6 +33,7 @@ mod vars;
 
 pub use cidr::Cidr;
 pub use envfile::{parse as parse_env_file, FileVars, Source};
+pub use kafka::{KafkaConfig, Sasl, SaslMechanism};
 pub use typos::typos;
 pub use vars::VARS;
 
@@ -139,6 +142,8 @@ pub struct Config {
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<Cidr>,
     pub redis: Option<RedisConfig>,
+    /// `KAFKA_BROKERS` set: read every partition of `KAFKA_TOPICS`.
+    pub kafka: Option<KafkaConfig>,
     /// `CONNECTION_REGISTRY=redis`: connections and presence are kept in
     /// Redis for every node (SPEC §7); a node's entries expire
     /// `registry_ttl_secs` after it stops refreshing them.

@@ -170,6 +170,33 @@ pub const VARS: &[(&str, &str, &str)] = &[
         "stream key: read with XREAD instead of pub/sub",
     ),
     (
+        "KAFKA_BROKERS",
+        "",
+        "comma list of host:port; unset = no Kafka",
+    ),
+    (
+        "KAFKA_TOPICS",
+        "",
+        "comma list of topic names; every partition is read",
+    ),
+    (
+        "KAFKA_SECURITY_PROTOCOL",
+        "PLAINTEXT",
+        "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL",
+    ),
+    (
+        "KAFKA_SASL_MECHANISM",
+        "",
+        "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (SASL_ protocols)",
+    ),
+    ("KAFKA_SASL_USERNAME", "", "SASL user name"),
+    ("KAFKA_SASL_PASSWORD", "", "SASL password"),
+    (
+        "KAFKA_SSL_CA_FILE",
+        "",
+        "PEM CA for SSL/SASL_SSL (default: the system roots)",
+    ),
+    (
         "CONNECTION_REGISTRY",
         "local",
         "local | redis: keep connections and presence in Redis for every node",

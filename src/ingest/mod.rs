@@ -1,11 +1,13 @@
 //! Ingest: where events come from. HTTP publish lives in the admin listener;
-//! [`redis`] runs the Redis thread (pub/sub or streams). Both decode with the
+//! [`redis`] runs the Redis thread (pub/sub or streams), [`kafka`] the
+//! Kafka thread. Both decode with the
 //! one decoder ([`crate::hub::envelope::decode`]) and hand events to the hub.
 //!
 //! What ingest reports (the Redis link state shown by `/health`, the counters
 //! shown by `/stats`) is [`crate::hub::status::IngestStatus`]: plain data
 //! that ingest writes and the connection and admin code read.
 
+pub mod kafka;
 pub mod redis;
 
 use std::time::{Duration, Instant};
@@ -79,8 +81,9 @@ impl Backoff {
         std::thread::sleep(self.advance());
     }
 
-    /// The current wait; the next one doubles, up to the cap.
-    fn advance(&mut self) -> Duration {
+    /// The current wait; the next one doubles, up to the cap (for callers
+    /// that wait their own way, such as an async task).
+    pub fn advance(&mut self) -> Duration {
         let now = self.next;
         self.next = (now * 2).min(Self::MAX);
         now

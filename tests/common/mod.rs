@@ -9,11 +9,15 @@
 //!   `openssl` CLI).
 //! - [`RedisServer`] and [`redis_cmd`]: a throwaway `redis-server` and a tiny
 //!   RESP client.
+//! - [`kafka::Broker`]: a throwaway Kafka-protocol broker (`tansu`) and a
+//!   librdkafka producer.
 //!
 //! Everything talks to 127.0.0.1 only, every wait is bounded, and only
 //! processes started here are ever killed (by their own `Child` handle).
 
 #![allow(dead_code)]
+
+pub mod kafka;
 
 use std::collections::HashSet;
 use std::fs::File;

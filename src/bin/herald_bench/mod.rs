@@ -18,6 +18,7 @@ mod args;
 mod clock;
 mod coord;
 mod hist;
+mod kafka;
 mod probe;
 mod proto;
 mod publish;

@@ -3,8 +3,12 @@
 //! `PUBLISH <channel> <envelope>` / `XADD <key> * envelope <envelope>` over a
 //! raw RESP connection.
 //!
+//! or a Kafka record (`kafka://`, partition 0 of the topic, one produce
+//! request each, through `rskafka` on a small runtime of its own).
+//!
 //! HTTP publishes use one short-lived connection each (herald's admin
-//! listener answers one request per connection); Redis keeps one connection.
+//! listener answers one request per connection); Redis and Kafka keep one
+//! connection.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -19,6 +23,7 @@ const IO_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Publisher {
     target: PubTarget,
     redis: Option<BufReader<TcpStream>>,
+    kafka: Option<super::kafka::Producer>,
 }
 
 impl Publisher {
@@ -26,6 +31,7 @@ impl Publisher {
         Self {
             target,
             redis: None,
+            kafka: None,
         }
     }
 
@@ -35,6 +41,18 @@ impl Publisher {
         match self.target.kind {
             PubKind::Nchan => self.http_post(message.as_bytes()),
             PubKind::Herald => self.http_post(envelope(message, to).as_bytes()),
+            PubKind::Kafka => {
+                if self.kafka.is_none() {
+                    let t = &self.target;
+                    self.kafka = Some(super::kafka::Producer::connect(&t.addr, &t.key)?);
+                }
+                let producer = self.kafka.as_mut().expect("connected above");
+                let result = producer.produce(envelope(message, to).into_bytes());
+                if result.is_err() {
+                    self.kafka = None;
+                }
+                result
+            }
             PubKind::Redis | PubKind::RedisStream => {
                 let env = envelope(message, to);
                 let key = self.target.key.clone();

@@ -46,12 +46,14 @@ CONNECTIONS:
 EVENTS (fanout, storm):
     --pub URL              http://HOST:PORT/PATH (herald admin /publish, or an nchan
                            publisher location) or redis://HOST:PORT
-    --pub-kind herald|nchan|redis|redis-stream
+    --pub-kind herald|nchan|redis|redis-stream|kafka
                            redis: PUBLISH to --redis-channel; redis-stream: XADD to
                            --redis-stream [default: redis for redis://, else herald]
     --pub-token T          bearer token for POST /publish
     --redis-channel C      [default: herald]
     --redis-stream KEY     [default: herald-stream]
+    --kafka-topic T        (--pub kafka://HOST:PORT) records go to partition 0 of T
+                           [default: herald]
     --events M             events to publish [default: 10]
     --event-rate R         events per second [default: 10]
     --to all|random:K      broadcast, or K random users per event [default: all]
@@ -104,6 +106,8 @@ pub enum PubKind {
     Redis,
     /// `XADD` (Redis streams: one id per event, shared by every herald).
     RedisStream,
+    /// A Kafka record on partition 0 of `--kafka-topic`.
+    Kafka,
 }
 
 /// Where events are published.
@@ -114,7 +118,7 @@ pub struct PubTarget {
     pub host: String,
     pub path: String,
     pub token: Option<String>,
-    /// The Pub/Sub channel or the stream key.
+    /// The Pub/Sub channel, the stream key or the Kafka topic.
     pub key: String,
 }
 
@@ -191,6 +195,7 @@ pub fn parse(mode: Mode, args: &[String]) -> Result<Options, String> {
     };
     let (mut pub_url, mut pub_kind, mut pub_token) = (None, None, None);
     let (mut channel, mut stream) = ("herald".to_string(), "herald-stream".to_string());
+    let mut topic = "herald".to_string();
     let (mut to, mut seed, mut storm_after) = ("all".to_string(), 1u64, None);
     let mut every = 0u64;
     let mut it = args.iter();
@@ -239,14 +244,18 @@ pub fn parse(mode: Mode, args: &[String]) -> Result<Options, String> {
                     "nchan" => PubKind::Nchan,
                     "redis" => PubKind::Redis,
                     "redis-stream" => PubKind::RedisStream,
+                    "kafka" => PubKind::Kafka,
                     other => {
-                        return Err(format!("--pub-kind: herald, nchan or redis, not {other:?}"))
+                        return Err(format!(
+                            "--pub-kind: herald, nchan, redis, redis-stream or kafka, not {other:?}"
+                        ))
                     }
                 })
             }
             "--pub-token" => pub_token = Some(value()?),
             "--redis-channel" => channel = value()?,
             "--redis-stream" => stream = value()?,
+            "--kafka-topic" => topic = value()?,
             "--events" => o.events = number(flag, &value()?)?,
             "--event-rate" => o.event_rate = number(flag, &value()?)?,
             "--to" => to = value()?,
@@ -294,13 +303,15 @@ pub fn parse(mode: Mode, args: &[String]) -> Result<Options, String> {
         };
         let kind = pub_kind.unwrap_or(if url.starts_with("redis://") {
             PubKind::Redis
+        } else if url.starts_with("kafka://") {
+            PubKind::Kafka
         } else {
             PubKind::Herald
         });
-        let key = if kind == PubKind::RedisStream {
-            stream
-        } else {
-            channel
+        let key = match kind {
+            PubKind::RedisStream => stream,
+            PubKind::Kafka => topic,
+            _ => channel,
         };
         o.publisher = Some(parse_pub(&url, kind, pub_token, key)?);
         if kind == PubKind::Nchan && o.audience != Audience::All {

@@ -15,6 +15,20 @@ pub(super) fn parse_pub(
     token: Option<String>,
     key: String,
 ) -> Result<PubTarget, String> {
+    if kind == PubKind::Kafka {
+        let hostport = url
+            .strip_prefix("kafka://")
+            .ok_or_else(|| format!("--pub-kind kafka needs kafka://HOST:PORT, got {url}"))?;
+        let http = parse_http_url(&format!("http://{hostport}/"))?;
+        return Ok(PubTarget {
+            kind,
+            addr: http.addr,
+            host: http.host,
+            path: http.path,
+            token,
+            key,
+        });
+    }
     let redis = matches!(kind, PubKind::Redis | PubKind::RedisStream);
     let http = match (redis, url.strip_prefix("redis://")) {
         (true, Some(rest)) => {

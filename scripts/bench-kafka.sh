@@ -20,6 +20,8 @@ N=${1:-10000}
 BCAST_RATE=${BCAST_RATE:-20}
 TARGET_RATE=${TARGET_RATE:-2000}
 SECONDS_EACH=${EVENTS_SECONDS:-20}
+# herald's KAFKA_FETCH_WAIT_MS (tansu 0.6 holds every fetch for part of it).
+FETCH_WAIT=${FETCH_WAIT:-100}
 PORT=18100
 ADMIN=19300
 REDIS_PORT=16384
@@ -40,11 +42,11 @@ wait_port "$KAFKA_PORT"
 "$TANSU" topic create --broker "tcp://127.0.0.1:$KAFKA_PORT" --partitions 1 herald >/dev/null
 
 start_heralds 1 "$PORT" "$ADMIN" 2 HEARTBEAT_SECONDS=0 REDIS_STREAM=herald-stream \
-    KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT" KAFKA_TOPICS=herald
+    KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT" KAFKA_TOPICS=herald KAFKA_FETCH_WAIT_MS="$FETCH_WAIT"
 until curl -sf "http://127.0.0.1:$ADMIN/health" | grep -q '"kafka":"up"'; do sleep 0.2; done
 
 echo "# kafka vs redis streams: $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo unknown)"
-echo "# one herald (WORKERS=2) fed by tansu $("$TANSU" --version 2>/dev/null | head -1) (1 partition, memory storage) and redis-server; $N listeners"
+echo "# one herald (WORKERS=2, KAFKA_FETCH_WAIT_MS=$FETCH_WAIT) fed by $("$TANSU" --version 2>/dev/null | head -1) (1 partition, memory storage) and redis-server; $N listeners"
 echo "# source    audience    events/s  delivered/s   p50 ms   p99 ms   herald CPU s   CPU us/event"
 
 run() {
@@ -59,7 +61,8 @@ run() {
     "$BENCH" fanout -n "$N" --url "http://127.0.0.1:$PORT/sse" --jwt-secret "$JWT_SECRET" \
         --src "$SRC" --rate 20000 --hold 2s "${pub[@]}" "${to[@]}" \
         --events "$events" --event-rate "$rate" --drain 20s --deadline 120s \
-        --server-pid "$HERALD_PIDS" --json-file "$RESULTS/$name.json" 2>"$WORK/$name.progress" ||
+        --server-pid "$HERALD_PIDS" --json-file "$RESULTS/$name.json" \
+        >"$WORK/$name.summary" 2>"$WORK/$name.progress" ||
         die "herald-bench failed: $(tail -5 "$WORK/$name.progress")"
     jq -r --arg s "$source" --arg a "$audience" --argjson n "$events" '
         [$s, $a, .events.achieved_rate_per_s, .events.deliveries_per_s,

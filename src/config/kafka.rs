@@ -12,6 +12,11 @@
 //!   `KAFKA_SASL_USERNAME` and `KAFKA_SASL_PASSWORD`; the others refuse
 //!   them. `SSL`/`SASL_SSL` verify the broker against the system roots, or
 //!   against `KAFKA_SSL_CA_FILE` (PEM) when set.
+//! - `KAFKA_FETCH_WAIT_MS` (default 100, 1..=10000): how long a broker may
+//!   hold a fetch that finds nothing new. A Kafka broker answers as soon as
+//!   a record arrives, so this only sets the idle polling rate (10 fetches
+//!   a second per partition); some Kafka-compatible brokers (tansu 0.6)
+//!   hold every fetch for part of it, so it also bounds their latency.
 
 use std::path::PathBuf;
 
@@ -53,10 +58,13 @@ pub struct KafkaConfig {
     pub tls: bool,
     pub ca_file: Option<PathBuf>,
     pub sasl: Option<Sasl>,
+    /// How long the broker may hold a fetch that finds nothing new.
+    pub fetch_wait_ms: i32,
 }
 
-const OTHERS: [&str; 6] = [
+const OTHERS: [&str; 7] = [
     "KAFKA_TOPICS",
+    "KAFKA_FETCH_WAIT_MS",
     "KAFKA_SECURITY_PROTOCOL",
     "KAFKA_SASL_MECHANISM",
     "KAFKA_SASL_USERNAME",
@@ -162,12 +170,17 @@ pub(super) fn kafka_config(env: &Env<'_>) -> Result<Option<KafkaConfig>, ConfigE
             ));
         }
     }
+    let fetch_wait_ms = env.parse("KAFKA_FETCH_WAIT_MS", 100i32, "milliseconds")?;
+    if !(1..=10_000).contains(&fetch_wait_ms) {
+        return Err(err("KAFKA_FETCH_WAIT_MS", "expected 1..=10000"));
+    }
     Ok(Some(KafkaConfig {
         brokers,
         topics,
         tls,
         ca_file,
         sasl,
+        fetch_wait_ms,
     }))
 }
 

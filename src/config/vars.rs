@@ -192,6 +192,11 @@ pub const VARS: &[(&str, &str, &str)] = &[
     ("KAFKA_SASL_USERNAME", "", "SASL user name"),
     ("KAFKA_SASL_PASSWORD", "", "SASL password"),
     (
+        "KAFKA_FETCH_WAIT_MS",
+        "100",
+        "how long a broker may hold a fetch that finds nothing new",
+    ),
+    (
         "KAFKA_SSL_CA_FILE",
         "",
         "PEM CA for SSL/SASL_SSL (default: the system roots)",

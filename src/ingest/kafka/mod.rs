@@ -135,6 +135,7 @@ impl KafkaIngest {
                     hub: self.hub.clone(),
                     status: self.status.clone(),
                     history_size: self.history_size,
+                    fetch_wait_ms: self.cfg.fetch_wait_ms,
                     bad_log: RateLimitedLog::new(Duration::from_secs(10)),
                 };
                 running.insert(key);

@@ -18,8 +18,6 @@ use crate::ingest::RateLimitedLog;
 /// Bytes one fetch may bring at most (a record larger than this still
 /// comes whole: Kafka returns at least one).
 const FETCH_BYTES: i32 = 4 << 20;
-/// How long the broker may hold a fetch that finds nothing new.
-const FETCH_WAIT_MS: i32 = 500;
 
 pub(super) struct Reader {
     pub client: Arc<Client>,
@@ -29,6 +27,8 @@ pub(super) struct Reader {
     pub hub: Arc<Hub>,
     pub status: Arc<IngestStatus>,
     pub history_size: usize,
+    /// `KAFKA_FETCH_WAIT_MS`.
+    pub fetch_wait_ms: i32,
     pub bad_log: RateLimitedLog,
 }
 
@@ -63,7 +63,7 @@ impl Reader {
         };
         loop {
             let (records, high_watermark) =
-                match pc.fetch_records(next, 1..FETCH_BYTES, FETCH_WAIT_MS).await {
+                match pc.fetch_records(next, 1..FETCH_BYTES, self.fetch_wait_ms).await {
                     Ok(r) => r,
                     Err(KafkaError::ServerError {
                         protocol_error: ProtocolError::OffsetOutOfRange,

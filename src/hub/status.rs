@@ -73,12 +73,18 @@ impl IngestStatus {
 
     /// The `GET /health` body.
     pub fn health_json(&self) -> String {
+        let (status, redis) = self.health();
+        format!(r#"{{"status":"{status}","redis":"{redis}"}}"#)
+    }
+
+    /// `(status, redis)` of `GET /health` and gRPC `GetHealth`: `ok` or
+    /// `degraded`, and `disabled`, `up` or `down`.
+    pub fn health(&self) -> (&'static str, &'static str) {
         match self.redis() {
-            RedisState::Disabled => r#"{"status":"ok","redis":"disabled"}"#,
-            RedisState::Up => r#"{"status":"ok","redis":"up"}"#,
-            RedisState::Down => r#"{"status":"degraded","redis":"down"}"#,
+            RedisState::Disabled => ("ok", "disabled"),
+            RedisState::Up => ("ok", "up"),
+            RedisState::Down => ("degraded", "down"),
         }
-        .to_string()
     }
 }
 

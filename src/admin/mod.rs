@@ -1,7 +1,9 @@
 //! The admin listener (`ADMIN_ADDR`, loopback by default): `GET /health`,
 //! `GET /stats` (JSON), `GET /metrics` (Prometheus, [`metrics`]),
 //! `POST /publish` (SPEC §4), `/connections` ([`connections`]) and `GET /`,
-//! the live status page ([`status`]).
+//! the live status page ([`status`]). The gRPC API ([`grpc`], `GRPC_ADDR`)
+//! serves the same actions through the same functions ([`Admin::stats`],
+//! [`Admin::publish_body`], [`connections::disconnect`]).
 //! `ADMIN_TOKEN`, when set, guards every endpoint but `/health` and the
 //! page (which holds no data and asks for the token to poll `/stats`);
 //! `PUBLISH_TOKEN` also opens `/publish`.
@@ -15,6 +17,7 @@
 
 mod body;
 pub mod connections;
+pub mod grpc;
 pub mod listener;
 pub mod metrics;
 pub mod report;

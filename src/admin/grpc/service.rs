@@ -16,7 +16,7 @@ use crate::admin::report::StatsReport;
 use crate::admin::{bearer_ok, body, Admin};
 use crate::conn::http::bearer_token;
 use crate::hub::registry::ConnInfo;
-use crate::presence::{Change, Presence};
+use crate::presence::{Change, Presence, Tap};
 
 /// Clients listed when `limit` is 0, and at most.
 pub const DEFAULT_LIMIT: usize = 100;
@@ -149,22 +149,33 @@ impl SseManagementService for Api {
                 "presence events are off: set INTERNAL_EVENTS_STRATEGY=generate",
             ));
         }
-        let app = req.into_inner().app;
-        let (tx, rx) = mpsc::channel(WATCH_QUEUE);
-        self.presence.watchers.add(Box::new(move |change| {
-            let Some(event) = presence_event(change, app.as_deref()) else {
-                return !tx.is_closed();
-            };
-            if tx.capacity() > 1 {
-                return tx.try_send(Ok(event)).is_ok();
-            }
-            let _ = tx.try_send(Err(Status::resource_exhausted(format!(
-                "more than {WATCH_QUEUE} presence changes unread: watch again"
-            ))));
-            false
-        }));
+        // One more slot: the last is kept for the end of a watcher who fell
+        // behind.
+        let (tx, rx) = mpsc::channel(WATCH_QUEUE + 1);
+        self.presence.watchers.add(tap(tx, req.into_inner().app));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
+}
+
+type Watch = mpsc::Sender<Result<pb::PresenceEvent, Status>>;
+
+/// A watcher's tap: its app's changes into `tx`, never blocking. The last
+/// free slot is kept for the `RESOURCE_EXHAUSTED` that ends a watcher who
+/// fell behind; a watcher gone (or ended) drops the tap.
+fn tap(tx: Watch, app: Option<String>) -> Tap {
+    Box::new(move |change| {
+        let Some(event) = presence_event(change, app.as_deref()) else {
+            return !tx.is_closed();
+        };
+        if tx.capacity() > 1 {
+            return tx.try_send(Ok(event)).is_ok();
+        }
+        let _ = tx.try_send(Err(Status::resource_exhausted(format!(
+            "more than {} presence changes unread: watch again",
+            tx.max_capacity() - 1
+        ))));
+        false
+    })
 }
 
 /// `change` as a [`pb::PresenceEvent`], when it is in `app` (or `app` is
@@ -245,5 +256,52 @@ fn stats(s: StatsReport) -> pb::GetStatsResponse {
         history_log_reads_total: s.history_log_reads_total,
         history_warm_reads_total: s.history_warm_reads_total,
         reactors: s.reactors.into_iter().map(|n| n as u64).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn joined(app: &str, user: &str) -> Change {
+        Change::Joined {
+            app: app.into(),
+            user: user.into(),
+        }
+    }
+
+    #[test]
+    fn a_tap_filters_by_app_and_ends_a_watcher_that_falls_behind() {
+        let (tx, mut rx) = mpsc::channel(3);
+        let mut tap = tap(tx, Some("shop".into()));
+        assert!(tap(&joined("blog", "b1")), "another app: kept, not sent");
+        assert!(tap(&joined("shop", "u1")));
+        assert!(tap(&joined("shop", "u2")));
+        assert!(!tap(&joined("shop", "u3")), "full: the tap is dropped");
+        let got: Vec<_> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[0].as_ref().unwrap().user_id, "u1");
+        assert_eq!(got[1].as_ref().unwrap().user_id, "u2");
+        let end = got[2].as_ref().unwrap_err();
+        assert_eq!(end.code(), tonic::Code::ResourceExhausted);
+        assert_eq!(
+            end.message(),
+            "more than 2 presence changes unread: watch again"
+        );
+    }
+
+    #[test]
+    fn a_tap_whose_watcher_left_is_dropped() {
+        let (tx, rx) = mpsc::channel(8);
+        let mut tap = tap(tx, None);
+        drop(rx);
+        assert!(!tap(&joined("shop", "u1")));
+        let (tx, rx) = mpsc::channel(8);
+        let mut tap = super::tap(tx, Some("shop".into()));
+        drop(rx);
+        assert!(
+            !tap(&joined("blog", "b1")),
+            "gone: dropped at the next change"
+        );
     }
 }

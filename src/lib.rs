@@ -22,7 +22,9 @@
 //! - [`admin`]: the admin listener (health, stats, metrics, publish,
 //!   connections) and the thread answering the public listener's
 //!   connection listings; reads reactor counters through
-//!   [`reactor::stats::Counters`] only.
+//!   [`reactor::stats::Counters`] only. Beside it, on its own small tokio
+//!   runtime when `GRPC_ADDR` is set, the gRPC management API
+//!   ([`admin::grpc`]), which calls the same functions.
 //! - [`cluster`]: the connection directory (this node's reactors, or the
 //!   Redis registry shared by every node), its writer and watcher threads:
 //!   cluster presence and cross-node `DELETE`.

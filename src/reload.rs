@@ -83,6 +83,7 @@ const LIVE_FIELDS: &[Field] = &[
 const RESTART_FIELDS: &[Field] = &[
     field!("LISTEN_ADDR/APP_PORT", listen_addr),
     field!("ADMIN_ADDR", admin_addr),
+    field!("GRPC_ADDR", grpc_addr),
     field!("WORKERS", workers),
     field!("PIN_CORES", pin_cores),
     field!("IO_BACKEND", io_backend),

@@ -1,5 +1,6 @@
 //! Boot order: rlimits → listeners → inboxes and hub → a Redis stream's
-//! tail into history → reactors → ingest → admin → signals, then an orderly
+//! tail into history → reactors → ingest → admin (and gRPC, when
+//! `GRPC_ADDR` is set) → signals, then an orderly
 //! stop on SIGTERM/SIGINT. SIGHUP reloads ([`crate::reload`]) and keeps
 //! running.
 
@@ -322,6 +323,9 @@ pub fn run(prepared: Prepared) -> Result<(), StartError> {
         dir,
     );
     let admin = Arc::new(admin);
+    if let Some(addr) = cfg.grpc_addr {
+        crate::admin::grpc::start(addr, admin.clone(), presence.clone()).map_err(StartError)?;
+    }
     let heads = crate::admin::listener::max_heads(nofile as usize);
     spawn("admin", move || {
         crate::admin::listener::serve(admin, admin_listener, heads)

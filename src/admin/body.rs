@@ -26,11 +26,17 @@ pub fn check_length(req: &Request, max: usize) -> Result<(), Vec<u8>> {
         )),
         Some(len) if len > max => Err(response::problem(
             Problem::PayloadTooLarge,
-            &format!("a body of {len} bytes is over PUBLISH_MAX_BYTES ({max})"),
+            &too_large(len, max),
             "",
         )),
         Some(_) => Ok(()),
     }
+}
+
+/// The refusal of a publish body of `len` bytes over `max` (HTTP 413, gRPC
+/// `INVALID_ARGUMENT`).
+pub fn too_large(len: usize, max: usize) -> String {
+    format!("a body of {len} bytes is over PUBLISH_MAX_BYTES ({max})")
 }
 
 /// Reads the rest of a body whose first bytes (`body`) came with the head.

@@ -29,12 +29,10 @@ pub fn route(dir: &Directory, rest: &str, method: Method) -> Vec<u8> {
         (Method::Get, [app, user]) if !app.is_empty() && !user.is_empty() => {
             listing(dir, app, Some(user), "")
         }
-        (Method::Delete, [id]) => match dir.kick(id) {
-            Ok(true) => response::simple(204, "application/json", "", ""),
-            Ok(false) => {
-                response::problem(Problem::NotFound, &format!("no open connection {id}"), "")
-            }
-            Err(e) => unavailable(&e, ""),
+        (Method::Delete, [id]) => match disconnect(dir, id) {
+            Ok(()) => response::simple(204, "application/json", "", ""),
+            Err(Refused::NotFound(detail)) => response::problem(Problem::NotFound, &detail, ""),
+            Err(Refused::Unavailable(detail)) => response::busy(&detail, ""),
         },
         (Method::Get | Method::Delete, _) => {
             response::problem(Problem::NotFound, "no such connection path", "")
@@ -62,10 +60,30 @@ fn listing(dir: &Directory, app: &str, user: Option<&str>, extra: &str) -> Vec<u
 }
 
 fn unavailable(e: &Unavailable, extra: &str) -> Vec<u8> {
-    response::busy(
-        &format!("the connection registry cannot be read: {}", e.0),
-        extra,
-    )
+    response::busy(&unavailable_detail(e), extra)
+}
+
+fn unavailable_detail(e: &Unavailable) -> String {
+    format!("the connection registry cannot be read: {}", e.0)
+}
+
+/// Why a disconnect did not happen, with the detail both APIs show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// No such stream is open (HTTP 404, gRPC `NOT_FOUND`).
+    NotFound(String),
+    /// The Redis registry could not be asked (HTTP 503, gRPC `UNAVAILABLE`).
+    Unavailable(String),
+}
+
+/// Ends stream `id` wherever it runs (`DELETE /connections/{id}`, gRPC
+/// `DisconnectClient`).
+pub fn disconnect(dir: &Directory, id: &str) -> Result<(), Refused> {
+    match dir.kick(id) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Refused::NotFound(format!("no open connection {id}"))),
+        Err(e) => Err(Refused::Unavailable(unavailable_detail(&e))),
+    }
 }
 
 /// The thread that answers the public listener's listings, until every

@@ -1,7 +1,9 @@
 //! The admin listener (`ADMIN_ADDR`, loopback by default): `GET /health`,
 //! `GET /stats` (JSON), `GET /metrics` (Prometheus, [`metrics`]),
 //! `POST /publish` (SPEC §4), `/connections` ([`connections`]) and `GET /`,
-//! the live status page ([`status`]).
+//! the live status page ([`status`]). The gRPC API ([`grpc`], `GRPC_ADDR`)
+//! serves the same actions through the same functions ([`Admin::stats`],
+//! [`Admin::publish_body`], [`connections::disconnect`]).
 //! `ADMIN_TOKEN`, when set, guards every endpoint but `/health` and the
 //! page (which holds no data and asks for the token to poll `/stats`);
 //! `PUBLISH_TOKEN` also opens `/publish`.
@@ -15,8 +17,10 @@
 
 mod body;
 pub mod connections;
+pub mod grpc;
 pub mod listener;
 pub mod metrics;
+pub mod report;
 pub mod status;
 
 use std::io::Write;
@@ -32,7 +36,7 @@ use crate::conn::response::{self, Problem};
 use crate::hub::status::IngestStatus;
 use crate::hub::{envelope, Hub};
 use crate::ingest::RateLimitedLog;
-use crate::reactor::stats::{Counters, Why};
+use crate::reactor::stats::Counters;
 use std::sync::atomic::Ordering::Relaxed;
 
 /// What a request head was classified as ([`classify`]).
@@ -111,7 +115,7 @@ impl Admin {
         };
         let reply = match route {
             Route::Answer(reply) => reply,
-            Route::Stats => response::simple(200, "application/json", "", &self.stats_json()),
+            Route::Stats => response::simple(200, "application/json", "", &self.stats().to_json()),
             Route::Status => status::page(),
             Route::Metrics => {
                 let c = self.counters.snapshot();
@@ -140,7 +144,24 @@ impl Admin {
         }
     }
 
+    /// `POST /publish`: [`Admin::publish_body`] as an HTTP answer.
     fn publish(&self, body: &[u8]) -> Vec<u8> {
+        match self.publish_body(body) {
+            Ok(n) => response::simple(
+                202,
+                "application/json",
+                "",
+                &format!("{{\"accepted\":{n}}}"),
+            ),
+            Err(detail) => response::problem(Problem::BadRequest, &detail, ""),
+        }
+    }
+
+    /// Decodes a publish body (one envelope or a batch) and hands it to the
+    /// hub, all or nothing: the count accepted, or the refusal's detail
+    /// (counted as rejected and logged at most every 10 s). The one publish
+    /// path of `POST /publish` and gRPC `Publish`.
+    pub fn publish_body(&self, body: &[u8]) -> Result<usize, String> {
         let max = self.cfg.publish_max_batch;
         let decoded = envelope::decode(body).and_then(|envs| {
             if envs.len() > max {
@@ -157,12 +178,7 @@ impl Admin {
         match decoded {
             Ok(n) => {
                 self.status.published.fetch_add(n as u64, Relaxed);
-                response::simple(
-                    202,
-                    "application/json",
-                    "",
-                    &format!("{{\"accepted\":{n}}}"),
-                )
+                Ok(n)
             }
             Err(e) => {
                 self.status.rejected.fetch_add(1, Relaxed);
@@ -170,7 +186,7 @@ impl Admin {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .warn(&format!("admin: publish refused: {e}"));
-                response::problem(Problem::BadRequest, &e.to_string(), "")
+                Err(e.to_string())
             }
         }
     }
@@ -181,65 +197,16 @@ impl Admin {
         self.hub.inboxes().iter().map(|i| i.stalls()).sum()
     }
 
-    /// `GET /stats`: totals over every reactor, plus ingest counters.
-    fn stats_json(&self) -> String {
-        let c = self.counters.snapshot();
-        let stalls = self.inbox_stalls();
-        let redis = self.status.redis().name();
-        serde_json::json!({
-            "connections": c.connections,
-            "streaming": c.streaming,
-            "accepted_total": c.accepted,
-            "accept_errors_total": c.accept_errors,
-            "refused_full_total": c.refused_full,
-            "slow_disconnects_total": c.disconnects(Why::Slow),
-            "disconnects_total": c.disconnects_total(),
-            "disconnects": by_name(Why::ALL.iter().map(|&w| (w.name(), c.disconnects(w)))),
-            "refusals": by_name(Problem::ALL.iter().map(|&p| (p.type_name(), c.refusals(p)))),
-            "delivered_total": c.delivered,
-            "inbox_stalls_total": stalls,
-            "io_backend": self.backend,
-            "published_total": self.status.published.load(Relaxed),
-            "rejected_total": self.status.rejected.load(Relaxed),
-            "redis": redis,
-            "redis_connects_total": self.status.redis_connects.load(Relaxed),
-            "stream_gaps_total": self.status.stream_gaps.load(Relaxed),
-            "replays_total": c.replays,
-            "replayed_total": c.replayed,
-            "history_gaps_total": c.history_gaps,
-            "history": {
-                "events": c.history_events,
-                "bytes": c.history_bytes,
-                "users": c.history_users,
-            },
-            "history_log_requests_total": self.status.log_requests.load(Relaxed),
-            "history_log_reads_total": self.status.log_reads.load(Relaxed),
-            "history_warm_reads_total": self.status.warm_reads.load(Relaxed),
-            "kafka": self.status.kafka().name(),
-            "kafka_partitions": self
-                .status
-                .partition_list()
-                .into_iter()
-                .map(|((topic, partition), p)| serde_json::json!({
-                    "topic": topic,
-                    "partition": partition,
-                    "last_offset": p.last_offset,
-                    "high_watermark": p.high_watermark,
-                    "lag": p.lag(),
-                }))
-                .collect::<Vec<_>>(),
-            "reactors": c.per_reactor,
-        })
-        .to_string()
+    /// `GET /stats` (and gRPC `GetStats`): totals over every reactor,
+    /// plus ingest counters.
+    pub fn stats(&self) -> report::StatsReport {
+        report::StatsReport::new(
+            self.counters.snapshot(),
+            &self.status,
+            self.inbox_stalls(),
+            self.backend,
+        )
     }
-}
-
-/// A JSON object of counters by name (reasons, problem types).
-fn by_name<'a>(counts: impl Iterator<Item = (&'a str, u64)>) -> serde_json::Value {
-    counts
-        .map(|(name, n)| (name.to_string(), serde_json::Value::from(n)))
-        .collect::<serde_json::Map<_, _>>()
-        .into()
 }
 
 /// What a request head gets on the admin listener: an answer decided on
@@ -302,9 +269,16 @@ pub fn classify(cfg: &Config, status: &IngestStatus, req: &Request) -> Route {
     }
 }
 
-/// Whether the request carries one of `tokens` (when none is set, the
-/// endpoint is open: the admin listener is on loopback by default).
+/// Whether the request carries one of `tokens` ([`bearer_ok`]).
 fn authorized(req: &Request, tokens: &[&Option<String>]) -> bool {
+    bearer_ok(req.bearer(), tokens)
+}
+
+/// Whether `bearer` is one of `tokens` (compared in constant time); when
+/// none is set the endpoint is open (the admin listener and `GRPC_ADDR`
+/// refuse to start off loopback without `ADMIN_TOKEN`). The one token check
+/// of the admin listener and the gRPC API.
+pub fn bearer_ok(bearer: Option<&str>, tokens: &[&Option<String>]) -> bool {
     let tokens: Vec<&str> = tokens
         .iter()
         .copied()
@@ -314,7 +288,7 @@ fn authorized(req: &Request, tokens: &[&Option<String>]) -> bool {
     if tokens.is_empty() {
         return true;
     }
-    req.bearer().is_some_and(|b| {
+    bearer.is_some_and(|b| {
         tokens
             .iter()
             .any(|t| constant_time_eq(t.as_bytes(), b.as_bytes()))

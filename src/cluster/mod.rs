@@ -242,6 +242,8 @@ fn list_redis(
                     remote_addr: addr.to_string(),
                     app: app.into(),
                     user: u.as_str().into(),
+                    events_sent: 0,
+                    bytes_pending: 0,
                 });
             }
         }

@@ -117,6 +117,7 @@ impl Watch {
     fn apply(&self, mut changes: Vec<Change>) {
         changes.retain(|c| self.presence.mirror(c));
         if self.presence.events() && !changes.is_empty() {
+            self.presence.watchers.tell(&changes);
             let n = changes.len();
             let events = changes.into_iter().map(announcement).collect();
             self.hub.announce(events, (self.now)());

@@ -31,6 +31,10 @@ impl Config {
             &env.get("ADMIN_ADDR")
                 .unwrap_or_else(|| "127.0.0.1:9090".into()),
         )?;
+        let grpc_addr = env
+            .get("GRPC_ADDR")
+            .map(|v| parse_addr("GRPC_ADDR", &v))
+            .transpose()?;
         let cores = core_affinity::get_core_ids()
             .map(|c| c.len())
             .unwrap_or(1)
@@ -137,6 +141,18 @@ impl Config {
                 ),
             ));
         }
+        // The gRPC API can do what the admin listener does: the same rule.
+        if let Some(grpc) = grpc_addr.filter(|a| !a.ip().is_loopback()) {
+            if env.get("ADMIN_TOKEN").is_none() && !env.bool("ADMIN_INSECURE", false)? {
+                return Err(err(
+                    "GRPC_ADDR",
+                    format!(
+                        "{grpc} is reachable from other hosts and ADMIN_TOKEN is unset: set \
+                         ADMIN_TOKEN, bind it to loopback, or set ADMIN_INSECURE=true"
+                    ),
+                ));
+            }
+        }
         let registry_redis = env.choice(
             "CONNECTION_REGISTRY",
             false,
@@ -164,6 +180,7 @@ impl Config {
         Ok(Config {
             listen_addr,
             admin_addr,
+            grpc_addr,
             workers,
             pin_cores: env.bool("PIN_CORES", true)?,
             io_backend,

@@ -107,6 +107,8 @@ pub enum Cors {
 pub struct Config {
     pub listen_addr: SocketAddr,
     pub admin_addr: SocketAddr,
+    /// The gRPC management API (`GRPC_ADDR`); off when unset.
+    pub grpc_addr: Option<SocketAddr>,
     pub workers: usize,
     pub pin_cores: bool,
     pub io_backend: IoBackend,

@@ -25,6 +25,11 @@ pub const VARS: &[(&str, &str, &str)] = &[
         "127.0.0.1:9090",
         "admin listener (/health, POST /publish)",
     ),
+    (
+        "GRPC_ADDR",
+        "",
+        "gRPC management API (sse.SSEManagementService); unset: off",
+    ),
     ("WORKERS", "one per core", "number of reactor threads"),
     ("PIN_CORES", "true", "pin each reactor to a core"),
     (
@@ -235,7 +240,7 @@ pub const VARS: &[(&str, &str, &str)] = &[
     (
         "ADMIN_INSECURE",
         "false",
-        "true: allow ADMIN_ADDR off loopback without ADMIN_TOKEN",
+        "true: allow ADMIN_ADDR or GRPC_ADDR off loopback without ADMIN_TOKEN",
     ),
     (
         "APP_ENV",

@@ -34,6 +34,17 @@ pub struct Request {
     pub head_len: usize,
 }
 
+/// The token of an `Authorization: Bearer <token>` value (scheme matched
+/// without regard to case, blanks trimmed); HTTP headers and gRPC metadata
+/// alike.
+pub fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
 impl Request {
     pub fn method(&self) -> Method {
         self.method.unwrap_or(Method::Other)
@@ -41,12 +52,7 @@ impl Request {
 
     /// The bearer token of the `Authorization` header, if any.
     pub fn bearer(&self) -> Option<&str> {
-        let v = self.authorization.as_deref()?.trim();
-        let (scheme, token) = v.split_once(' ')?;
-        scheme
-            .eq_ignore_ascii_case("bearer")
-            .then(|| token.trim())
-            .filter(|t| !t.is_empty())
+        bearer_token(self.authorization.as_deref()?)
     }
 
     /// The value of cookie `name`, if present.

@@ -200,6 +200,7 @@ fn port_range(cfg: &Config, host: &Host) -> Check {
     let reserved = |p: u16| host.reserved_ports.iter().any(|&(a, b)| a <= p && p <= b);
     let clashing: Vec<String> = [cfg.listen_addr.port(), cfg.admin_addr.port()]
         .into_iter()
+        .chain(cfg.grpc_addr.map(|a| a.port()))
         .filter(|&p| p != 0 && lo <= p && p <= hi && !reserved(p))
         .map(|p| p.to_string())
         .collect();

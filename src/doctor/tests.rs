@@ -184,6 +184,20 @@ fn port_range_clash_and_width() {
         find(&c, "net.ipv4.ip_local_port_range").verdict,
         Verdict::Ok
     );
+
+    // GRPC_ADDR's port, when set, is herald's too.
+    let grpc = cfg(&[("JWT_SECRET", "s"), ("GRPC_ADDR", "127.0.0.1:9094")]);
+    let wide = Host {
+        port_range: Some((1024, 65535)),
+        ..tuned()
+    };
+    let report = checks(&grpc, &wide);
+    let c = find(&report, "net.ipv4.ip_local_port_range");
+    assert!(c
+        .fix
+        .as_deref()
+        .unwrap()
+        .contains("ip_local_reserved_ports=8080,9090,9094"));
 }
 
 #[test]

@@ -103,6 +103,11 @@ pub struct ConnInfo {
     pub remote_addr: String,
     pub app: Box<str>,
     pub user: Box<str>,
+    /// Event frames queued for the stream so far (0 when read from the
+    /// Redis registry: only the holding node knows).
+    pub events_sent: u64,
+    /// Bytes herald holds that the kernel has not taken yet (0 from Redis).
+    pub bytes_pending: u64,
 }
 
 /// A question or order for one reactor, answered on `reply`.

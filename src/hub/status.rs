@@ -130,22 +130,27 @@ impl IngestStatus {
     /// The `GET /health` body: `degraded` while a configured link is down;
     /// `kafka` only when Kafka is configured.
     pub fn health_json(&self) -> String {
+        let (status, redis) = self.health();
+        match self.kafka() {
+            RedisState::Disabled => format!(r#"{{"status":"{status}","redis":"{redis}"}}"#),
+            kafka => format!(
+                r#"{{"status":"{status}","redis":"{redis}","kafka":"{}"}}"#,
+                kafka.name()
+            ),
+        }
+    }
+
+    /// `(status, redis)` of `GET /health` and gRPC `GetHealth`: `ok`, or
+    /// `degraded` while a configured link (Redis, Kafka) is down; and
+    /// `disabled`, `up` or `down`.
+    pub fn health(&self) -> (&'static str, &'static str) {
         let (redis, kafka) = (self.redis(), self.kafka());
         let status = if redis == RedisState::Down || kafka == RedisState::Down {
             "degraded"
         } else {
             "ok"
         };
-        match kafka {
-            RedisState::Disabled => {
-                format!(r#"{{"status":"{status}","redis":"{}"}}"#, redis.name())
-            }
-            _ => format!(
-                r#"{{"status":"{status}","redis":"{}","kafka":"{}"}}"#,
-                redis.name(),
-                kafka.name()
-            ),
-        }
+        (status, redis.name())
     }
 }
 

@@ -17,7 +17,8 @@
 //!   user twice (listed, and as `user-connected`); the reactor filters
 //!   those for the window [`Presence::in_flight`] reports.
 //! - With presence events on, the feed thread ([`run_feed`]) turns each
-//!   change into `user-connected` / `user-disconnected` through the hub.
+//!   change into `user-connected` / `user-disconnected` through the hub,
+//!   and offers it to the [`Watchers`] (gRPC `WatchPresence`) first.
 //! - With the Redis registry the cluster decides first and last instead:
 //!   there is no local feed, and `on-connection` lists the cluster's online
 //!   users from a mirror ([`Presence::mirror`]) that the cluster watcher
@@ -34,6 +35,9 @@ use crossbeam_channel::{Receiver, Sender};
 use hashbrown::{DefaultHashBuilder, HashMap};
 
 use crate::hub::{Hub, Internal, Now};
+
+mod watchers;
+pub use watchers::{Tap, Watchers};
 
 /// Lock shards of the connection counts.
 pub const SHARDS: usize = 64;
@@ -72,6 +76,8 @@ pub struct Presence {
     /// they differ, announcements are on their way ([`Presence::in_flight`]).
     decided: AtomicU64,
     announced: AtomicU64,
+    /// Taps on the announced changes (gRPC `WatchPresence`).
+    pub watchers: Watchers,
 }
 
 /// How presence is fed: by this process's streams, or by the cluster.
@@ -103,6 +109,7 @@ impl Presence {
             list_max,
             decided: AtomicU64::new(0),
             announced: AtomicU64::new(0),
+            watchers: Watchers::default(),
         }
     }
 
@@ -321,6 +328,7 @@ impl Presence {
 pub fn run_feed(changes: Receiver<Change>, presence: &Presence, hub: &Hub, now: impl Fn() -> Now) {
     while let Ok(first) = changes.recv() {
         let batch = gather(&changes, first, FEED_BATCH, FEED_LINGER);
+        presence.watchers.tell(&batch);
         let n = batch.len();
         hub.announce(batch.into_iter().map(announcement).collect(), now());
         presence.note_announced(n);

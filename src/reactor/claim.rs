@@ -18,6 +18,7 @@
 use std::sync::atomic::Ordering;
 
 use super::replay::{Parked, Wait};
+use super::users::NIL;
 use super::{Core, Transport, WAIT_TIMEOUT_MS};
 use crate::conn::auth::Identity;
 use crate::conn::response;
@@ -125,12 +126,22 @@ impl<T: Transport> Core<T> {
 
     /// What the registry keeps about a user's stream.
     pub(super) fn conn_info(&self, key: u32, app: &str, user: Option<&str>) -> ConnInfo {
+        let conn = &self.conns[key as usize];
+        let bytes_pending = match conn.pending {
+            NIL => 0,
+            p => self
+                .pending
+                .get(p as usize)
+                .map_or(0, |p| p.unsent() as u64),
+        };
         ConnInfo {
             id: self.conn_id(key).to_string(),
-            created_at: u64::from(self.conns[key as usize].created),
+            created_at: u64::from(conn.created),
             remote_addr: self.remote_addr(key),
             app: app.into(),
             user: user.unwrap_or_default().into(),
+            events_sent: u64::from(conn.events),
+            bytes_pending,
         }
     }
 }

@@ -277,6 +277,8 @@ impl<T: Transport> Core<T> {
     /// Sends the `picked` events to one connection, [`OUT_BATCH`] pieces a
     /// send (one send in all, almost always).
     fn write_events(&mut self, key: u32, events: &[Arc<Event>], picked: &[u32], now_ms: u64) {
+        let conn = &mut self.conns[key as usize];
+        conn.events = conn.events.wrapping_add(picked.len() as u32);
         for group in picked.chunks(OUT_BATCH) {
             let mut out = [Out::Bytes(&[]); OUT_BATCH];
             for (slot, &i) in out.iter_mut().zip(group) {

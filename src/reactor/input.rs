@@ -159,6 +159,7 @@ impl<T: Transport> Core<T> {
         out.extend(preface.on_connection.as_deref().map(Out::Bytes));
         out.extend(preface.gap.as_deref().map(Out::Bytes));
         out.extend(preface.replay.iter().map(Out::Event));
+        self.conns[key as usize].events = preface.replay.len() as u32;
         if !self.write(key, &out, now_ms) {
             return;
         }

@@ -31,6 +31,9 @@ pub struct Conn {
     pub last_write: u32,
     /// Unix seconds when the connection was accepted (`created_at`).
     pub created: u32,
+    /// Event frames queued for this stream (replayed and live; wraps).
+    /// Listings report it; it fills what was padding.
+    pub events: u32,
     pub filter: Option<Box<Filter>>,
     /// Request bytes read so far; only while a head arrives in pieces.
     pub head: HeadBuf,
@@ -49,6 +52,7 @@ impl Conn {
             pending: NIL,
             last_write: now_rel,
             created,
+            events: 0,
             filter: None,
             head: None,
         }

@@ -62,21 +62,23 @@ impl Reader {
             },
         };
         loop {
-            let (records, high_watermark) =
-                match pc.fetch_records(next, 1..FETCH_BYTES, self.fetch_wait_ms).await {
-                    Ok(r) => r,
-                    Err(KafkaError::ServerError {
-                        protocol_error: ProtocolError::OffsetOutOfRange,
-                        ..
-                    }) => match self.skip_lost(&pc, next).await {
-                        Ok(earliest) => {
-                            next = earliest;
-                            continue;
-                        }
-                        Err(e) => return e.to_string(),
-                    },
+            let (records, high_watermark) = match pc
+                .fetch_records(next, 1..FETCH_BYTES, self.fetch_wait_ms)
+                .await
+            {
+                Ok(r) => r,
+                Err(KafkaError::ServerError {
+                    protocol_error: ProtocolError::OffsetOutOfRange,
+                    ..
+                }) => match self.skip_lost(&pc, next).await {
+                    Ok(earliest) => {
+                        next = earliest;
+                        continue;
+                    }
                     Err(e) => return e.to_string(),
-                };
+                },
+                Err(e) => return e.to_string(),
+            };
             if let Some(last) = records.last() {
                 next = last.offset + 1;
             }

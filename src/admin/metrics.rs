@@ -200,6 +200,26 @@ pub fn render(s: &Sources<'_>) -> String {
         let _ = writeln!(out, "herald_ingest_up{{source=\"{source}\"}} {up}");
     }
     kafka_partitions(&mut out, s);
+    let held = [
+        (
+            "herald_history_events",
+            "Events held for replay.",
+            c.history_events,
+        ),
+        (
+            "herald_history_bytes",
+            "What the held events cost against HISTORY_MAX_BYTES.",
+            c.history_bytes,
+        ),
+        (
+            "herald_history_users",
+            "Users with at least one held event.",
+            c.history_users,
+        ),
+    ];
+    for (name, help, value) in held {
+        one(&mut out, name, "gauge", help, value);
+    }
     latency(&mut out, c);
     out
 }

@@ -53,6 +53,28 @@ impl fmt::Display for EnvelopeError {
     }
 }
 
+/// Gives the envelopes of one log entry (a stream entry, a Kafka record)
+/// their SSE ids from its position `pos`: `pos` itself for a single
+/// envelope, `<pos>.<i>` for element `i` of a batch; `keep_own`: an
+/// envelope's own `id` stays. Marks them as read from a log when `logged`.
+pub fn positioned(envs: Vec<Envelope>, pos: &str, keep_own: bool, logged: bool) -> Vec<Envelope> {
+    let single = envs.len() == 1;
+    envs.into_iter()
+        .enumerate()
+        .map(|(i, mut env)| {
+            env.logged = logged;
+            if !(keep_own && env.id.is_some()) {
+                env.id = Some(if single {
+                    pos.to_string()
+                } else {
+                    format!("{pos}.{i}")
+                });
+            }
+            env
+        })
+        .collect()
+}
+
 /// Decodes a publish body: an envelope or a non-empty array of envelopes.
 pub fn decode(body: &[u8]) -> Result<Vec<Envelope>, EnvelopeError> {
     let value: Value = serde_json::from_slice(body).map_err(|e| EnvelopeError {

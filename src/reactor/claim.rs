@@ -9,7 +9,7 @@
 //!   or the client gets 503 `Retry-After` like the local limit.
 //! - While the registry's Redis link is down no stream is held: the local
 //!   limit alone applies (herald keeps serving when Redis is down).
-//! - A claim not answered within [`WAIT_TIMEOUT_MS`] (Redis stuck) is
+//! - A claim not answered within [`super::WAIT_TIMEOUT_MS`] (Redis stuck) is
 //!   answered 503 with `Retry-After`, never held; a client whose connection
 //!   closes while parked just leaves. Either way the claim is
 //!   withdrawn (a [`Record::Close`]), so the registry keeps no entry for a
@@ -19,7 +19,7 @@ use std::sync::atomic::Ordering;
 
 use super::replay::{Parked, Wait};
 use super::users::NIL;
-use super::{Core, Transport, WAIT_TIMEOUT_MS};
+use super::{Core, Transport};
 use crate::conn::auth::Identity;
 use crate::conn::response;
 use crate::conn::route::StreamRequest;
@@ -49,16 +49,14 @@ impl<T: Transport> Core<T> {
             gen,
         };
         let _ = records.send(Record::Claim { info, conn });
-        self.set_state(key, State::Waiting);
-        self.conns[key as usize].head = None;
-        self.waits.push((key, gen), now_ms + WAIT_TIMEOUT_MS);
-        self.parked.insert(
+        self.park(
             key,
             Parked {
                 req,
                 claimed: false,
                 wait: Wait::Claim,
             },
+            now_ms,
         );
     }
 

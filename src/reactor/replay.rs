@@ -67,17 +67,24 @@ impl<T: Transport> Core<T> {
             // The reader is swamped: memory alone, with its gap.
             return self.start_stream(key, req, now_ms, claimed, replay);
         }
-        self.set_state(key, State::Waiting);
-        self.conns[key as usize].head = None;
-        self.waits.push((key, gen), now_ms + WAIT_TIMEOUT_MS);
-        self.parked.insert(
+        self.park(
             key,
             Parked {
                 req,
                 claimed,
                 wait: Wait::Log { before },
             },
+            now_ms,
         );
+    }
+
+    /// Parks a stream (`Waiting`) until its answer or [`WAIT_TIMEOUT_MS`].
+    pub(super) fn park(&mut self, key: u32, parked: Parked, now_ms: u64) {
+        let gen = self.conns[key as usize].gen;
+        self.set_state(key, State::Waiting);
+        self.conns[key as usize].head = None;
+        self.waits.push((key, gen), now_ms + WAIT_TIMEOUT_MS);
+        self.parked.insert(key, parked);
     }
 
     /// The log position to replay from, when memory alone cannot answer.

@@ -134,7 +134,7 @@ impl Reader {
                  read them; listeners are sent history-gap",
                 self.topic, self.partition
             );
-            self.hub.gap(&self.id(next - 1, None), crate::ingest::now());
+            self.hub.gap(&self.id(next - 1), crate::ingest::now());
             return Ok(earliest);
         }
         Ok(next)
@@ -176,25 +176,12 @@ impl Reader {
     fn envelopes(&self, r: &RecordAndOffset) -> Result<Vec<envelope::Envelope>, String> {
         let value = r.record.value.as_deref().ok_or("no value")?;
         let envs = envelope::decode(value).map_err(|e| e.to_string())?;
-        let single = envs.len() == 1;
-        Ok(envs
-            .into_iter()
-            .enumerate()
-            .map(|(i, mut env)| {
-                if env.id.is_none() {
-                    env.id = Some(self.id(r.offset, (!single).then_some(i)));
-                }
-                env
-            })
-            .collect())
+        Ok(envelope::positioned(envs, &self.id(r.offset), true, false))
     }
 
     /// The SSE id of a record's position.
-    fn id(&self, offset: i64, elem: Option<usize>) -> String {
-        match elem {
-            None => format!("{}:{}:{offset}", self.topic, self.partition),
-            Some(i) => format!("{}:{}:{offset}.{i}", self.topic, self.partition),
-        }
+    fn id(&self, offset: i64) -> String {
+        format!("{}:{}:{offset}", self.topic, self.partition)
     }
 
     fn reject(&mut self, offset: i64, why: &str) {

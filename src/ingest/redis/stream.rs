@@ -334,18 +334,5 @@ pub(super) fn entry_envelopes(entry: &StreamId) -> Result<Vec<envelope::Envelope
         return Err("no `envelope` field".into());
     };
     let envs = envelope::decode(bytes).map_err(|e| e.to_string())?;
-    let single = envs.len() == 1;
-    Ok(envs
-        .into_iter()
-        .enumerate()
-        .map(|(i, mut env)| {
-            env.logged = true;
-            env.id = Some(if single {
-                entry.id.clone()
-            } else {
-                format!("{}.{i}", entry.id)
-            });
-            env
-        })
-        .collect())
+    Ok(envelope::positioned(envs, &entry.id, false, true))
 }

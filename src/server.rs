@@ -127,6 +127,10 @@ pub fn run(prepared: Prepared) -> Result<(), StartError> {
         .map_err(|e| StartError(format!("cannot block signals: {e}")))?;
 
     let nofile = sys::limits::raise_nofile();
+    let mem = crate::doctor::mem_available();
+    if let Some(why) = crate::doctor::fit_host(&mut cfg, nofile, mem) {
+        info!("MAX_CONNECTIONS unset: {} = {why}", cfg.max_connections);
+    }
     let fit = fd_budget(nofile as usize);
     if fit < cfg.max_connections {
         warn!(

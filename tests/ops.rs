@@ -181,7 +181,8 @@ fn doctor_passes_the_default_max_connections() {
     );
     for check in ["fd limit", "memory", "fs.nr_open", "fs.file-max"] {
         assert!(
-            out.lines().any(|l| l.starts_with(&format!("OK    {check}"))),
+            out.lines()
+                .any(|l| l.starts_with(&format!("OK    {check}"))),
             "{check} not OK with the default MAX_CONNECTIONS:\n{out}"
         );
     }

@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# Drain without a herd (issue #13): LISTENERS listeners on a set of "old"
+# herald processes; a second, "new" set starts on the same SO_REUSEPORT
+# port; then every old process gets SIGTERM at once and drains. herald-bench
+# --follow reconnects each listener as an EventSource does (after the last
+# `retry:`, with Last-Event-ID). The new processes' accepted_total, sampled
+# every 100 ms, is the reconnect rate they see. Run twice from one
+# invocation: DRAIN_SPREAD_MS=4000 (the default) and DRAIN_SPREAD_MS=0 (no
+# spread: every stream closed at once, back after RETRY_MS=3000).
+#
+#   sudo scripts/bench-drain.sh [LISTENERS] [SPREAD_MS]   # default 100000 4000
+#
+# Writes benchmarks/results/drain-*.json; finishes within ~4 minutes.
+
+# shellcheck source=scripts/bench-common.sh
+source "$(dirname "$0")/bench-common.sh"
+
+N=${1:-100000}
+SPREAD=${2:-4000}
+PORT=18090
+OLD_ADMIN=19200
+NEW_ADMIN=19300
+REDIS_PORT=16383
+
+build
+PROCS=$(procs_for "$N")
+tune_kernel $((N * 2))
+start_redis "$REDIS_PORT"
+echo "# drain: $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo unknown)"
+echo "# $N listeners on $PROCS old herald processes (WORKERS=1, HEARTBEAT_SECONDS=0), $PROCS new ones on the same port; $(nproc) cores"
+
+# sample ADMIN_BASE COUNT SECONDS OUT PIDS: every 100 ms, the summed
+# accepted_total of COUNT processes (admin ADMIN_BASE+k); SIGTERMs PIDS (the
+# old processes, this script's own) after 0.5 s. Prints the figures.
+sample() {
+    python3 - "$@" <<'EOF'
+import json, os, signal, sys, time, urllib.request
+base, count, secs, out, pids = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), sys.argv[4], sys.argv[5]
+def total():
+    s = 0
+    for k in range(count):
+        with urllib.request.urlopen(f"http://127.0.0.1:{base + k}/stats", timeout=1) as r:
+            s += json.load(r)["accepted_total"]
+    return s
+t0 = time.monotonic()
+first = total()
+series, sent = [], None
+tick = t0
+while time.monotonic() - t0 < secs:
+    tick += 0.1
+    time.sleep(max(0, tick - time.monotonic()))
+    if sent is None and time.monotonic() - t0 >= 0.5:
+        for p in pids.split(","):
+            os.kill(int(p), signal.SIGTERM)
+        sent = time.monotonic()
+    series.append((round(time.monotonic() - (sent or t0), 3), total() - first))
+deltas = [(t, b - a) for (_, a), (t, b) in zip([(0, 0)] + series, series)]
+back = series[-1][1]
+after = [(t, d) for t, d in deltas if t > 0]
+peak_t, peak = max(after, key=lambda x: x[1])
+per_s = {}
+for t, d in after:
+    per_s[int(t)] = per_s.get(int(t), 0) + d
+def when(frac):
+    return next((t for t, c in series if t > 0 and c >= frac * back), None)
+summary = {
+    "reconnects": back, "peak_per_100ms": peak, "peak_at_s": peak_t,
+    "peak_per_s": max(per_s.values()), "per_s": per_s,
+    "first_s": when(0.001), "p5_s": when(0.05), "p50_s": when(0.5), "p95_s": when(0.95), "last_s": when(1.0),
+    "series_100ms": deltas,
+}
+json.dump(summary, open(out, "w"))
+print(f"reconnects seen by the new processes: {back} in {secs - 0.5:.1f} s after SIGTERM")
+print(f"  peak {peak} per 100 ms (at +{peak_t:.1f} s), peak {summary['peak_per_s']} per second")
+print(f"  back: first +{summary['first_s']} s, 5% +{summary['p5_s']} s, 50% +{summary['p50_s']} s, 95% +{summary['p95_s']} s, all +{summary['last_s']} s")
+print("  per second after SIGTERM: " + ", ".join(f"+{s}s {n}" for s, n in sorted(per_s.items())))
+EOF
+}
+
+# drain SPREAD_MS: one run on fresh processes.
+drain() {
+    local spread=$1 k
+    echo
+    echo "## DRAIN_SPREAD_MS=$spread"
+    start_heralds "$PROCS" "$PORT" "$OLD_ADMIN" 1 HEARTBEAT_SECONDS=0 DRAIN_SPREAD_MS="$spread" \
+        SHUTDOWN_TIMEOUT_MS=8000
+    local old=("${HERALD_LIST[@]}") old_pids=$HERALD_PIDS
+    echo "\$ herald-bench connect -n $N --follow ..."
+    "$BENCH" connect -n "$N" --url "http://127.0.0.1:$PORT/sse" --jwt-secret "$JWT_SECRET" \
+        --src "$SRC" --rate 15000 --inflight 20000 --connect-timeout 30s --hold 25s --follow \
+        --deadline 150s --json-file "$RESULTS/drain-$spread-bench.json" \
+        >"$WORK/bench-$spread.out" 2>"$WORK/bench-$spread.progress" &
+    own $!
+    local bench=$!
+    # Every listener streaming on the old processes.
+    local deadline=$((SECONDS + 90)) streaming=0
+    while [ "$streaming" -lt "$N" ]; do
+        [ $SECONDS -lt $deadline ] || die "only $streaming of $N listeners connected"
+        sleep 0.5
+        streaming=0
+        for ((k = 0; k < PROCS; k++)); do
+            streaming=$((streaming + $(curl -sf "http://127.0.0.1:$((OLD_ADMIN + k))/stats" |
+                python3 -c 'import json,sys; print(json.load(sys.stdin)["streaming"])')))
+        done
+    done
+    log "$N listeners streaming on the old processes"
+    # The restart procedure: the new ones up (health), then SIGTERM the old.
+    start_heralds "$PROCS" "$PORT" "$NEW_ADMIN" 1 HEARTBEAT_SECONDS=0
+    local new=("${HERALD_LIST[@]}")
+    sample "$NEW_ADMIN" "$PROCS" 9 "$RESULTS/drain-$spread.json" "$old_pids"
+    stop_pids "${old[@]}"
+    wait "$bench" || true
+    stop_pids "$bench"
+    grep -E "^(failures|  )" "$WORK/bench-$spread.out" | head -8 || true
+    stop_pids "${new[@]}"
+}
+
+drain "$SPREAD"
+drain 0

@@ -171,7 +171,7 @@ pub(super) fn run(parts: Parts, ready: impl FnOnce(io::Result<()>)) {
     }
     core.shutdown();
     if let Some(l) = listener {
-        core.transport().ring.close_now(l);
+        core.transport().ring.stop_accepting(l);
     }
 }
 
@@ -194,7 +194,7 @@ fn stop_accepting(core: &mut Core<Uring>, listener: OwnedFd, now_ms: u64) {
             }
         }
     }
-    core.transport().ring.close_now(listener);
+    core.transport().ring.stop_accepting(listener);
 }
 
 /// A completion about one connection.

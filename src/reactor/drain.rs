@@ -14,9 +14,10 @@
 //!   spread over the first half. So the drain's closes end at
 //!   `start + spread/2`, within `SHUTDOWN_TIMEOUT_MS` (`spread` is at most
 //!   that).
-//! - At most [`DRAIN_BATCH`] streams end per turn; a stream ended late (a
-//!   busy turn) is told a shorter `retry:` (never below 0), so it is still
-//!   due back on time.
+//! - Streams end in steps [`DRAIN_TICK_MS`] apart, at most [`DRAIN_BATCH`]
+//!   per turn; a stream ended early (up to a step) or late (a busy turn) is
+//!   told a longer or shorter `retry:` (never below 0), so it is still due
+//!   back on time.
 //! - Meanwhile the reactor works as before: events reach the streams not
 //!   yet ended, and connections accepted before the listener closed are
 //!   answered. A stream that started during the drain ends at its end, its
@@ -35,6 +36,10 @@ use crate::conn::State;
 
 /// Streams ended per turn at most.
 pub const DRAIN_BATCH: usize = 1024;
+/// Streams are ended in steps this far apart (up to this much before their
+/// time, their `retry:` longer by as much), so a reactor draining thousands
+/// of streams wakes every few milliseconds, not for each stream.
+pub const DRAIN_TICK_MS: u64 = 10;
 
 /// A drain in progress.
 pub(super) struct Drain {
@@ -97,9 +102,14 @@ impl<T: Transport> Core<T> {
 
     /// Milliseconds until the drain's next step, while draining.
     pub(super) fn drain_timeout(&self, now_ms: u64) -> Option<u64> {
-        self.drain
-            .as_ref()
-            .map(|d| d.next_at().saturating_sub(now_ms))
+        self.drain.as_ref().map(|d| {
+            let step = if d.next < d.order.len() {
+                DRAIN_TICK_MS
+            } else {
+                0
+            };
+            d.next_at().saturating_sub(now_ms + step)
+        })
     }
 
     /// Ends the streams whose time has come (a batch at most); at the
@@ -109,7 +119,8 @@ impl<T: Transport> Core<T> {
             return;
         };
         let mut ended = 0;
-        while d.next < d.order.len() && ended < DRAIN_BATCH && d.next_at() <= now_ms {
+        while d.next < d.order.len() && ended < DRAIN_BATCH && d.next_at() <= now_ms + DRAIN_TICK_MS
+        {
             let due = d.start_ms + d.due(d.next);
             let (key, gen) = d.order[d.next];
             d.next += 1;

@@ -8,7 +8,8 @@
 # invocation: DRAIN_SPREAD_MS=4000 (the default) and DRAIN_SPREAD_MS=0 (no
 # spread: every stream closed at once, back after RETRY_MS=3000).
 #
-#   sudo scripts/bench-drain.sh [LISTENERS] [SPREAD_MS]   # default 100000 4000
+#   sudo [IO_BACKEND=epoll|uring] scripts/bench-drain.sh [LISTENERS] [SPREAD_MS...]
+#                                                   # default: 100000 4000 0
 #
 # Writes benchmarks/results/drain-*.json; finishes within ~4 minutes.
 
@@ -16,18 +17,21 @@
 source "$(dirname "$0")/bench-common.sh"
 
 N=${1:-100000}
-SPREAD=${2:-4000}
+shift || true
+SPREADS=(4000 0)
+[ $# -eq 0 ] || SPREADS=("$@")
 PORT=18090
 OLD_ADMIN=19200
 NEW_ADMIN=19300
 REDIS_PORT=16383
+BACKEND=${IO_BACKEND:-auto}
 
 build
 PROCS=$(procs_for "$N")
 tune_kernel $((N * 2))
 start_redis "$REDIS_PORT"
 echo "# drain: $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo unknown)"
-echo "# $N listeners on $PROCS old herald processes (WORKERS=1, HEARTBEAT_SECONDS=0), $PROCS new ones on the same port; $(nproc) cores"
+echo "# $N listeners on $PROCS old herald processes (WORKERS=1, HEARTBEAT_SECONDS=0, IO_BACKEND=$BACKEND), $PROCS new ones on the same port; $(nproc) cores"
 
 # sample ADMIN_BASE COUNT SECONDS OUT PIDS: every 100 ms, the summed
 # accepted_total of COUNT processes (admin ADMIN_BASE+k); SIGTERMs PIDS (the
@@ -57,7 +61,10 @@ while time.monotonic() - t0 < secs:
             os.kill(int(p), signal.SIGTERM)
         sent = time.monotonic()
     n = total() - first
-    series.append((time.monotonic() - (sent or t0), n))
+    series.append((time.monotonic(), n))
+# Times relative to the SIGTERM; samples before it are dropped.
+n0 = max([n for t, n in series if t < sent] or [0])
+series = [(t - sent, n - n0) for t, n in series if t >= sent]
 back = series[-1][1]
 def at(t):  # reconnects by t s after SIGTERM, interpolated between samples
     prev = (series[0][0], 0)
@@ -95,12 +102,12 @@ drain() {
     echo
     echo "## DRAIN_SPREAD_MS=$spread"
     start_heralds "$PROCS" "$PORT" "$OLD_ADMIN" 1 HEARTBEAT_SECONDS=0 DRAIN_SPREAD_MS="$spread" \
-        SHUTDOWN_TIMEOUT_MS=8000 LOG_LEVEL=info
+        SHUTDOWN_TIMEOUT_MS=$((spread + 4000)) LOG_LEVEL=info IO_BACKEND="$BACKEND"
     local old=("${HERALD_LIST[@]}") old_pids=$HERALD_PIDS
     for ((k = 0; k < PROCS; k++)); do mv "$WORK/herald-$k.log" "$WORK/old-$spread-$k.log"; done
     echo "\$ herald-bench connect -n $N --follow ..."
     "$BENCH" connect -n "$N" --url "http://127.0.0.1:$PORT/sse" --jwt-secret "$JWT_SECRET" \
-        --src "$SRC" --rate 15000 --inflight 20000 --connect-timeout 30s --hold 25s --follow \
+        --src "$SRC" --rate 15000 --inflight 20000 --connect-timeout 30s --hold $((spread / 1000 + 25))s --follow \
         --deadline 150s --json-file "$RESULTS/drain-$spread-bench.json" \
         >"$WORK/bench-$spread.out" 2>"$WORK/bench-$spread.progress" &
     own $!
@@ -118,9 +125,9 @@ drain() {
     done
     log "$N listeners streaming on the old processes"
     # The restart procedure: the new ones up (health), then SIGTERM the old.
-    start_heralds "$PROCS" "$PORT" "$NEW_ADMIN" 1 HEARTBEAT_SECONDS=0
+    start_heralds "$PROCS" "$PORT" "$NEW_ADMIN" 1 HEARTBEAT_SECONDS=0 IO_BACKEND="$BACKEND"
     local new=("${HERALD_LIST[@]}")
-    sample "$NEW_ADMIN" "$PROCS" 9 "$RESULTS/drain-$spread.json" "$old_pids"
+    sample "$NEW_ADMIN" "$PROCS" $((spread / 1000 + 9)) "$RESULTS/drain-$spread.json" "$old_pids"
     stop_pids "${old[@]}"
     for ((k = 0; k < PROCS; k++)); do
         grep -h -E "SIGTERM received|reactor 0 stopped" "$WORK/old-$spread-$k.log"
@@ -138,5 +145,4 @@ drain() {
     stop_pids "${new[@]}"
 }
 
-drain "$SPREAD"
-drain 0
+for spread in "${SPREADS[@]}"; do drain "$spread"; done

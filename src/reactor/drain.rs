@@ -1,7 +1,9 @@
 //! The drain at SIGTERM (SPEC §8): a shutdown message does not stop the
-//! reactor at once. Its driver closes the listener first (after accepting
-//! what the kernel had queued for it, which a close would reset), so new
-//! connections go to the other sockets on the same `SO_REUSEPORT` port;
+//! reactor at once. Its driver closes the listener first, at the end of the
+//! turn that drained the message and before any stream is ended (after
+//! accepting what the kernel had queued for it, which a close would reset),
+//! so new connections, reconnects included, go to the other sockets on the
+//! same `SO_REUSEPORT` port;
 //! then the streams are ended so that their reconnects arrive evenly over
 //! `DRAIN_SPREAD_MS` rather than as one wave.
 //!

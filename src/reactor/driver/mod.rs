@@ -55,8 +55,14 @@ impl AcceptFailure {
 /// (after a shutdown message), then fire due timers. `None` when the drain
 /// is over, else whether the inbox holds more.
 fn end_turn<T: super::Transport>(core: &mut Core<T>, woken: bool, now_ms: u64) -> Option<bool> {
+    // A drain begun in this turn takes its first step in the next, once the
+    // driver has closed the listener: a stream told `retry: 0` now could
+    // otherwise come straight back to this process.
+    let was_draining = core.draining();
     let more = (woken || core.inbox_waiting()) && core.drain_inbox(now_ms);
-    core.drain_step(now_ms);
+    if was_draining {
+        core.drain_step(now_ms);
+    }
     if core.stopping() {
         return None;
     }

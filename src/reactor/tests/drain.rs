@@ -109,3 +109,31 @@ fn no_spread_closes_every_stream_at_once_with_a_bare_eof() {
     }
     assert_eq!(r.stats.disconnects(Why::Drained), 3000);
 }
+
+/// Under a completion driver (io_uring) the final `retry:` is in flight
+/// when the stream's turn comes: the stream is closed only once the send
+/// completes, so the line is never cancelled by the close.
+#[test]
+fn a_stream_closes_only_once_its_final_retry_is_sent() {
+    let mut r = rig(&[("DRAIN_SPREAD_MS", "1000")]);
+    r.fake().completion = true;
+    let t = r.subscribe(GET);
+    let head = r.sends(t)[0].0;
+    assert!(r.core.on_sent(t, Ok(head), true, r.now));
+    sigterm(&mut r);
+    let (origin, mut closed) = (r.now, HashMap::new());
+    run_drain(&mut r, &[t], origin, origin + 400, &mut closed);
+    let sends = r.sends(t);
+    assert_eq!(sends.len(), 2, "the final retry: was not sent");
+    assert!(r.is_open(t), "closed with its final retry: in flight");
+    assert!(!r.core.stopping());
+    let retry = final_retry(&r.wire(t)).expect("a final retry");
+    assert!(retry <= 1000, "{retry}");
+    // The send completes: the next step closes the stream, and the drain
+    // ends at half the spread.
+    assert!(r.core.on_sent(t, Ok(sends[1].0), true, r.now));
+    run_drain(&mut r, &[t], origin, origin + 1000, &mut closed);
+    assert!(!r.is_open(t));
+    assert!(r.core.stopping());
+    assert_eq!(r.stats.disconnects(Why::Drained), 1);
+}

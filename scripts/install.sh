@@ -155,7 +155,8 @@ EOF
 fi
 cat <<EOF
 Next:
-  1. set JWT_SECRET (or JWT_PUBLIC_KEY_FILE) and MAX_CONNECTIONS in /etc/herald/herald.env
+  1. set JWT_SECRET (or JWT_PUBLIC_KEY_FILE) in /etc/herald/herald.env (MAX_CONNECTIONS,
+     unset, is what the host holds: the fd limit and memory, logged at start-up)
   2. systemctl enable --now herald
   3. herald doctor   (with the env file loaded: set -a; . /etc/herald/herald.env; set +a)
 EOF

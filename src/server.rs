@@ -133,6 +133,10 @@ pub fn run(prepared: Prepared) -> Result<(), StartError> {
     // As loaded, before the caps below: what a reload compares with.
     let loaded = cfg.clone();
     let nofile = sys::limits::raise_nofile();
+    let mem = crate::doctor::mem_available();
+    if let Some(why) = crate::doctor::fit_host(&mut cfg, nofile, mem) {
+        info!("MAX_CONNECTIONS unset: {} = {why}", cfg.max_connections);
+    }
     let fit = fd_budget(nofile as usize);
     if fit < cfg.max_connections {
         warn!(

@@ -107,6 +107,8 @@ fn forwarded_for_counts_only_behind_a_trusted_proxy() {
 fn clients_beyond_the_descriptor_budget_get_503_at_once() {
     let h = Herald::start(&[
         (common::NOFILE, "48"),
+        // Set above what the limit allows (unset, it is that figure).
+        ("MAX_CONNECTIONS", "1000"),
         ("ALLOW_ANONYMOUS", "true"),
         ("HEARTBEAT_SECONDS", "0"),
         ("WORKERS", "1"),
@@ -155,4 +157,22 @@ fn clients_beyond_the_descriptor_budget_get_503_at_once() {
         );
         served.push(s);
     }
+}
+
+/// Issue #13: MAX_CONNECTIONS unset is what the host holds, said at
+/// start-up: here the open-file limit decides (48 less the reserve).
+#[test]
+fn unset_max_connections_is_what_the_host_holds() {
+    let h = Herald::start(&[
+        (common::NOFILE, "48"),
+        ("ALLOW_ANONYMOUS", "true"),
+        ("WORKERS", "1"),
+        ("LOG_LEVEL", "info"),
+    ]);
+    let log = h.log();
+    assert!(
+        log.contains("MAX_CONNECTIONS unset: 36 = min(36 from the open-file limit"),
+        "{log}"
+    );
+    assert!(!log.contains("capped at"), "{log}");
 }

@@ -179,6 +179,25 @@ fn doctor_accepts_an_fd_limit_that_fits() {
     );
 }
 
+/// Issue #13: the defaults (and a key) fit this host: MAX_CONNECTIONS unset
+/// is what the fd limit and memory allow, logged, and neither check fails.
+#[test]
+fn doctor_passes_the_default_max_connections() {
+    let (_, out) = doctor(20000, &[("JWT_SECRET", "s"), ("WORKERS", "2")]);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("MAX_CONNECTIONS unset: ") && l.contains("open-file limit")),
+        "no MAX_CONNECTIONS line:\n{out}"
+    );
+    for check in ["fd limit", "memory", "fs.nr_open", "fs.file-max"] {
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with(&format!("OK    {check}"))),
+            "{check} not OK with the default MAX_CONNECTIONS:\n{out}"
+        );
+    }
+}
+
 #[test]
 fn doctor_rejects_a_bad_configuration_with_exit_2() {
     let (code, out) = doctor(4096, &[("MAX_CONNECTIONS", "lots")]);

@@ -172,14 +172,14 @@ fn stream_closes_are_logged_with_their_reason_at_debug() {
         "{log}"
     );
 
-    // Shutdown.
+    // Shutdown: the drain ends the stream after its final retry:.
     let mut c = h.sse_with_token(&token);
     let last = id_of(&c);
     h.sigterm();
     assert!(c.wait_closed(EVENT_TIMEOUT));
     let log = await_log(&h, &format!("stream {last} closed: "));
     assert!(
-        log.contains(&format!("stream {last} closed: shutdown")),
+        log.contains(&format!("stream {last} closed: drained at shutdown")),
         "{log}"
     );
     assert!(

@@ -75,7 +75,10 @@ impl Config {
         if max_pending_bytes < 1024 {
             return Err(err("MAX_PENDING_BYTES", "at least 1024"));
         }
-        let max_connections = env.parse("MAX_CONNECTIONS", 10_000_000usize, "a count")?;
+        // Unset: what this host can hold, known only where the rlimits and
+        // memory are read (`Config::fit_host`); until then, no limit.
+        let max_connections_auto = env.get("MAX_CONNECTIONS").is_none();
+        let max_connections = env.parse("MAX_CONNECTIONS", usize::MAX, "a count")?;
         if max_connections == 0 {
             return Err(err("MAX_CONNECTIONS", "at least 1"));
         }
@@ -177,6 +180,23 @@ impl Config {
             return Err(err("REGISTRY_NODE_TTL_SECONDS", "expected 3..=3600"));
         }
 
+        let shutdown_timeout_ms = env.parse("SHUTDOWN_TIMEOUT_MS", 5000u64, "milliseconds")?;
+        // The drain's closes take half the spread; the whole spread must fit
+        // the shutdown deadline. Unset, it shrinks to a shorter deadline.
+        let drain_spread_ms = match env.get("DRAIN_SPREAD_MS") {
+            None => DRAIN_SPREAD_MS.min(shutdown_timeout_ms),
+            Some(_) => env.parse("DRAIN_SPREAD_MS", 0u64, "milliseconds (0 = no spread)")?,
+        };
+        if drain_spread_ms > shutdown_timeout_ms {
+            return Err(err(
+                "DRAIN_SPREAD_MS",
+                format!(
+                    "{drain_spread_ms} is longer than SHUTDOWN_TIMEOUT_MS ({shutdown_timeout_ms}): \
+                     the drain must end before the shutdown deadline"
+                ),
+            ));
+        }
+
         Ok(Config {
             listen_addr,
             admin_addr,
@@ -207,6 +227,7 @@ impl Config {
             )?,
             max_pending_bytes,
             max_connections,
+            max_connections_auto,
             history_size,
             history_ttl_secs,
             history_max_bytes,
@@ -249,10 +270,15 @@ impl Config {
                     ("off", log::LevelFilter::Off),
                 ],
             )?,
-            shutdown_timeout_ms: env.parse("SHUTDOWN_TIMEOUT_MS", 5000u64, "milliseconds")?,
+            shutdown_timeout_ms,
+            drain_spread_ms,
         })
     }
 }
+
+/// `DRAIN_SPREAD_MS` when unset (README: Restart): 100k listeners come
+/// back at 25k/s, a quarter of what one core accepts (BENCHMARKS.md).
+pub const DRAIN_SPREAD_MS: u64 = 4000;
 
 fn redis_config(env: &Env<'_>) -> Result<Option<RedisConfig>, ConfigError> {
     let url = match (env.get("REDIS_URL"), env.get("REDIS_HOST")) {

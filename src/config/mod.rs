@@ -127,6 +127,9 @@ pub struct Config {
     pub heartbeat_mode: HeartbeatMode,
     pub max_pending_bytes: usize,
     pub max_connections: usize,
+    /// `MAX_CONNECTIONS` was unset: [`Config::fit_host`] sets it to what
+    /// this host can hold.
+    pub max_connections_auto: bool,
     /// Events one replay sends at most (`HISTORY_SIZE`).
     pub history_size: usize,
     pub history_ttl_secs: u64,
@@ -160,4 +163,8 @@ pub struct Config {
     pub log_format: LogFormat,
     pub log_level: log::LevelFilter,
     pub shutdown_timeout_ms: u64,
+    /// SIGTERM: streams are told `retry:` values and closed so that their
+    /// reconnects spread evenly over this many milliseconds (0: all closed
+    /// at once, with no final `retry:`).
+    pub drain_spread_ms: u64,
 }

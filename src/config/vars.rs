@@ -101,8 +101,8 @@ pub const VARS: &[(&str, &str, &str)] = &[
     ),
     (
         "MAX_CONNECTIONS",
-        "10000000",
-        "open client connections on the public listener",
+        "what the host holds",
+        "open client connections; unset: min(fd limit, memory) at start-up, logged",
     ),
     (
         "HISTORY_SIZE",
@@ -257,6 +257,11 @@ pub const VARS: &[(&str, &str, &str)] = &[
         "SHUTDOWN_TIMEOUT_MS",
         "5000",
         "how long SIGTERM/SIGINT waits for reactors",
+    ),
+    (
+        "DRAIN_SPREAD_MS",
+        "4000",
+        "SIGTERM spreads streams' reconnects over this (final retry:); 0 = all at once",
     ),
 ];
 

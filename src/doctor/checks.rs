@@ -45,8 +45,12 @@ fn mib(bytes: u64) -> u64 {
     bytes >> 20
 }
 
-/// Every check, in report order.
+/// Every check, in report order, for `MAX_CONNECTIONS` as herald would
+/// run with it on this host ([`super::fit_host`]).
 pub fn checks(cfg: &Config, host: &Host) -> Vec<Check> {
+    let mut fitted = cfg.clone();
+    super::fit_host(&mut fitted, host.nofile_hard, host.mem_available);
+    let cfg = &fitted;
     let need_fds = cfg.max_connections as u64 + fd_reserve(cfg.workers);
     let uses_uring = cfg.io_backend != IoBackend::Epoll;
     let uring_verdict = if cfg.io_backend == IoBackend::Uring {

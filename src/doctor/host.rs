@@ -54,12 +54,7 @@ impl Host {
             let mut it = s.split_whitespace().map(str::parse::<u16>);
             Some((it.next()?.ok()?, it.next()?.ok()?))
         });
-        let mem_available = proc("/proc/meminfo").and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("MemAvailable:"))
-                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-                .map(|kb| kb * 1024)
-        });
+        let mem_available = mem_available();
         let conntrack = proc_u64("/proc/sys/net/netfilter/nf_conntrack_max").map(|max| {
             let count = proc_u64("/proc/sys/net/netfilter/nf_conntrack_count").unwrap_or(0);
             (count, max)
@@ -83,6 +78,16 @@ impl Host {
             conntrack,
         }
     }
+}
+
+/// `MemAvailable` from `/proc/meminfo`, in bytes.
+pub fn mem_available() -> Option<u64> {
+    proc("/proc/meminfo").and_then(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("MemAvailable:"))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+    })
 }
 
 /// `"6.18.44-foo"` → `(6, 18)`.

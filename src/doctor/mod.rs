@@ -18,7 +18,7 @@ mod host;
 mod tests;
 
 pub use checks::{checks, profile_for};
-pub use host::{parse_kernel, parse_port_list, Host};
+pub use host::{mem_available, parse_kernel, parse_port_list, Host};
 
 /// Kernel memory per idle server-side connection: TCP socket, socket inode,
 /// dentry, file and epoll item. Measured at 3.7-4.1 KB of slab per socket with
@@ -76,9 +76,50 @@ impl fmt::Display for Check {
     }
 }
 
+/// Connections this host can hold, and how that was found (for the log):
+/// the smaller of `fds`, the client descriptors the open-file limit leaves
+/// (`server::fd_budget`), and what fits three quarters of `mem_available`
+/// after [`BASE_BYTES`] at [`KERNEL_BYTES_PER_CONN`] +
+/// [`HERALD_BYTES_PER_CONN`] each: the figure the `memory` check passes
+/// without a warning. Unknown memory leaves the descriptors alone to decide.
+pub fn host_capacity(fds: usize, mem_available: Option<u64>) -> (usize, String) {
+    let per_conn = KERNEL_BYTES_PER_CONN + HERALD_BYTES_PER_CONN;
+    let Some(avail) = mem_available else {
+        return (
+            fds,
+            format!("{fds} from the open-file limit (memory unknown)"),
+        );
+    };
+    let mem = ((avail / 4 * 3).saturating_sub(BASE_BYTES) / per_conn).max(1);
+    let fit = fds.min(usize::try_from(mem).unwrap_or(usize::MAX));
+    let why = format!(
+        "min({fds} from the open-file limit, {mem} fitting 3/4 of MemAvailable {} MiB at \
+         {per_conn} B each)",
+        avail >> 20
+    );
+    (fit, why)
+}
+
+/// `MAX_CONNECTIONS` as herald would run with it on this host: unset, it is
+/// [`host_capacity`] (what `server::run` applies at start-up).
+pub fn fit_host(cfg: &mut Config, nofile: u64, mem_available: Option<u64>) -> Option<String> {
+    if !cfg.max_connections_auto {
+        return None;
+    }
+    let fds = crate::server::fd_budget(usize::try_from(nofile).unwrap_or(usize::MAX));
+    let (fit, why) = host_capacity(fds, mem_available);
+    cfg.max_connections = fit;
+    Some(why)
+}
+
 /// Reads the host, prints the report and returns whether no check failed.
 pub fn run(cfg: &Config) -> bool {
-    let report = checks(cfg, &Host::read());
+    let host = Host::read();
+    let mut fitted = cfg.clone();
+    if let Some(why) = fit_host(&mut fitted, host.nofile_hard, host.mem_available) {
+        println!("MAX_CONNECTIONS unset: {} = {why}", fitted.max_connections);
+    }
+    let report = checks(cfg, &host);
     for check in &report {
         println!("{check}");
     }

@@ -343,3 +343,41 @@ fn no_jwt_key_fails_unless_anonymous_listeners_are_allowed() {
         assert_eq!(find(&report, "JWT key").verdict, Verdict::Ok, "{vars:?}");
     }
 }
+
+/// Issue #13: with MAX_CONNECTIONS unset, the defaults fit the host they
+/// run on: this box (24 GiB, hard nofile 20000) and a tuned one, where
+/// memory decides.
+#[test]
+fn unset_max_connections_fits_the_host() {
+    let defaults = cfg(&[("JWT_SECRET", "s")]);
+    let this_box = Host {
+        nofile_soft: 20_000,
+        nofile_hard: 20_000,
+        mem_available: Some(21 << 30),
+        ..tuned()
+    };
+    for host in [this_box, tuned()] {
+        let report = checks(&defaults, &host);
+        for c in &report {
+            assert_ne!(c.verdict, Verdict::Fail, "{c}");
+        }
+        assert_eq!(find(&report, "fd limit").verdict, Verdict::Ok);
+        assert_eq!(find(&report, "memory").verdict, Verdict::Ok);
+    }
+    let mut fitted = defaults.clone();
+    let why = fit_host(&mut fitted, 20_000, Some(21 << 30)).expect("unset");
+    assert_eq!(fitted.max_connections, crate::server::fd_budget(20_000));
+    assert!(why.contains("open-file limit"), "{why}");
+    // 2 GiB free and a million descriptors: memory decides (3/4 of it).
+    let per_conn = KERNEL_BYTES_PER_CONN + HERALD_BYTES_PER_CONN;
+    let mut fitted = defaults.clone();
+    fit_host(&mut fitted, 1_100_000, Some(2 << 30));
+    assert_eq!(
+        fitted.max_connections as u64,
+        ((2u64 << 30) / 4 * 3 - BASE_BYTES) / per_conn
+    );
+    // A value that is set is left alone.
+    let mut set = one_million();
+    assert!(fit_host(&mut set, 20_000, Some(1 << 30)).is_none());
+    assert_eq!(set.max_connections, 1_000_000);
+}

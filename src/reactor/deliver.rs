@@ -41,8 +41,8 @@ const LATENCY_CHUNK: u32 = 512;
 
 impl<T: Transport> Core<T> {
     /// Drains at most [`INBOX_BATCH`] messages and delivers their events.
-    /// Returns true when more are waiting; a shutdown message sets
-    /// `stopping`.
+    /// Returns true when more are waiting; a shutdown message begins the
+    /// drain.
     pub fn drain_inbox(&mut self, now_ms: u64) -> bool {
         let mut events = std::mem::take(&mut self.events);
         events.clear();
@@ -66,10 +66,7 @@ impl<T: Transport> Core<T> {
                     self.take_in(&mut events, now_ms);
                     self.on_log(answer, now_ms);
                 }
-                Ok(Msg::Shutdown) => {
-                    self.stopping = true;
-                    break;
-                }
+                Ok(Msg::Shutdown) => self.begin_drain(now_ms),
                 Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => break,
             }
         }

@@ -32,9 +32,13 @@
 //!   delivery meet where every other reactor's did: no gap, no duplicate.
 //! - Bounded work per turn: the driver accepts at most [`ACCEPT_BATCH`] and
 //!   the core drains at most [`INBOX_BATCH`] inbox messages.
+//! - A shutdown message begins the drain ([`drain`]): the driver closes its
+//!   listener, the streams end spread over `DRAIN_SPREAD_MS`, then the core
+//!   stops.
 
 mod claim;
 mod deliver;
+mod drain;
 pub mod driver;
 mod index;
 mod input;
@@ -128,7 +132,9 @@ pub struct Core<T> {
     expiries: Expiries,
     /// Start of this reactor, so per-connection times fit in a `u32`.
     epoch_ms: u64,
-    /// A shutdown message was drained.
+    /// The drain a shutdown message began ([`drain`]).
+    drain: Option<drain::Drain>,
+    /// The drain is over: the driver ends its loop.
     stopping: bool,
     /// Unix seconds minus monotonic seconds (set by the driver's clock).
     unix_offset_s: i64,
@@ -180,6 +186,7 @@ impl<T: Transport> Core<T> {
             heartbeats,
             expiries: Expiries::new(),
             epoch_ms: now_s * 1000,
+            drain: None,
             stopping: false,
             unix_offset_s: 0,
             events: Vec::new(),
@@ -204,8 +211,8 @@ impl<T: Transport> Core<T> {
         self.index
     }
 
-    /// A shutdown message was drained: the driver ends its loop and calls
-    /// [`Core::shutdown`].
+    /// The drain a shutdown message began is over: the driver ends its loop
+    /// and calls [`Core::shutdown`].
     pub fn stopping(&self) -> bool {
         self.stopping
     }

@@ -26,11 +26,13 @@ pub enum Why {
     Kicked,
     /// Its token expired (`exp` + leeway, `CLOSE_ON_TOKEN_EXPIRY`).
     Expired,
+    /// Closed by the drain at SIGTERM, after its final `retry:`.
+    Drained,
 }
 
 impl Why {
     /// Every reason, in the order of the counters (and of `/metrics`).
-    pub const ALL: [Why; 7] = [
+    pub const ALL: [Why; 8] = [
         Why::Peer,
         Why::Slow,
         Why::Shutdown,
@@ -38,6 +40,7 @@ impl Why {
         Why::Responded,
         Why::Kicked,
         Why::Expired,
+        Why::Drained,
     ];
 
     pub fn name(self) -> &'static str {
@@ -49,6 +52,7 @@ impl Why {
             Why::Responded => "responded",
             Why::Kicked => "kicked",
             Why::Expired => "expired",
+            Why::Drained => "drained",
         }
     }
 
@@ -62,6 +66,7 @@ impl Why {
             Why::Responded => "answered",
             Why::Kicked => "kicked: DELETE /connections/{id}",
             Why::Expired => "token expired (exp + JWT_LEEWAY_SECONDS)",
+            Why::Drained => "drained at shutdown (final retry: sent)",
         }
     }
 }

@@ -32,6 +32,9 @@ impl<T: Transport> Core<T> {
                 t = t.min(n);
             }
         }
+        if let Some(n) = self.drain_timeout(now_ms) {
+            t = t.min(n);
+        }
         t
     }
 

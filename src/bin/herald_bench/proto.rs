@@ -38,6 +38,8 @@ pub struct Plan {
     pub audience: Audience,
     /// Storm: how long dropped listeners stay away before reconnecting.
     pub away_ms: u64,
+    /// A stream the server ends reconnects after its last `retry:`.
+    pub follow: bool,
     /// Wall-clock ms after which the worker exits no matter what.
     pub deadline_unix_ms: u64,
 }

@@ -9,8 +9,9 @@
 //!   a field with an empty value; unknown fields are ignored.
 //! - `data` lines are joined with LF; an event with no data is not dispatched
 //!   (but still sets the last event id); `event` defaults to `message`.
-//! - `id` containing NUL is ignored. `retry` is parsed and ignored: the bench
-//!   reconnects at once (a storm is the worst case), not after `retry` ms.
+//! - `id` containing NUL is ignored. `retry` (digits only) is kept in
+//!   [`Parser::retry_ms`]: a storm reconnects at once (the worst case), but
+//!   `--follow` waits for it as an `EventSource` does.
 //! - An event cut off by the end of a stream is discarded ([`Parser::restart`]).
 //!
 //! On reconnect the last event id carries over, as browsers do it (Chromium
@@ -42,6 +43,7 @@ pub struct Parser {
     id_buffer: Vec<u8>,
     last_id: String,
     comments: u64,
+    retry_ms: Option<u64>,
 }
 
 impl Parser {
@@ -53,6 +55,11 @@ impl Parser {
     /// `Last-Event-ID` when it reconnects (empty: none).
     pub fn last_event_id(&self) -> &str {
         &self.last_id
+    }
+
+    /// The last valid `retry:` value (ms), kept across reconnects.
+    pub fn retry_ms(&self) -> Option<u64> {
+        self.retry_ms
     }
 
     /// Comment lines seen (heartbeats in comment mode, padding).
@@ -148,7 +155,10 @@ impl Parser {
                 self.id_buffer.clear();
                 self.id_buffer.extend_from_slice(value);
             }
-            _ => {} // retry (see the module docs) and unknown fields
+            b"retry" if !value.is_empty() && value.iter().all(u8::is_ascii_digit) => {
+                self.retry_ms = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
+            }
+            _ => {} // unknown fields
         }
     }
 
@@ -266,6 +276,16 @@ mod tests {
         );
         assert_eq!(n, 1);
         assert_eq!(p.comments(), 2);
+        // The valid retry is kept (the bad one ignored), across a restart.
+        assert_eq!(p.retry_ms(), Some(3000));
+        p.restart();
+        p.feed(
+            b"retry: 250
+
+",
+            |_| {},
+        );
+        assert_eq!(p.retry_ms(), Some(250));
     }
 
     #[test]

@@ -74,7 +74,7 @@ pub(super) fn run(parts: Parts, ready: impl FnOnce(io::Result<()>)) {
     let Some(mut core) = super::core(built, &parts, ready) else {
         return;
     };
-    let listener = parts.listener.as_raw_fd();
+    let mut listener = Some(parts.listener);
     let mut ready = Vec::with_capacity(EVENTS_PER_WAIT);
     let mut busy = true;
     let mut more_accepts = true;
@@ -115,8 +115,8 @@ pub(super) fn run(parts: Parts, ready: impl FnOnce(io::Result<()>)) {
             }
         }
         busy = false;
-        if more_accepts && accept_paused_until.is_none() {
-            match accept_batch(&mut core, listener, now_ms) {
+        if let (true, None, Some(l)) = (more_accepts, accept_paused_until, &listener) {
+            match accept_batch(&mut core, l.as_raw_fd(), now_ms) {
                 Accepting::Drained => more_accepts = false,
                 Accepting::More => busy = true,
                 Accepting::Paused => {
@@ -129,8 +129,17 @@ pub(super) fn run(parts: Parts, ready: impl FnOnce(io::Result<()>)) {
             Some(more) => busy |= more,
             None => break,
         }
+        if core.draining() {
+            if let Some(l) = listener.take() {
+                // What the kernel queued for this listener would be reset
+                // by the close: take it first (it is served meanwhile).
+                while let Accepting::More = accept_batch(&mut core, l.as_raw_fd(), now_ms) {}
+                drop(l);
+                busy = true;
+            }
+        }
     }
-    drop(parts.listener);
+    drop(listener);
     core.shutdown();
 }
 

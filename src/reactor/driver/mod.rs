@@ -7,6 +7,11 @@
 //! work behind, else until the next timer), read the monotonic clock once,
 //! hand every readiness or completion to the core, drain the inbox when
 //! woken, fire due timers.
+//!
+//! Once the core drains (a shutdown message, [`Core::draining`]), each
+//! driver accepts what the kernel queued on its listener and closes it
+//! at once, so that the port's other `SO_REUSEPORT` sockets (a new herald)
+//! take every new connection; it runs the loop on until the core stops.
 
 pub mod epoll;
 pub mod uring;
@@ -46,11 +51,18 @@ impl AcceptFailure {
 }
 
 /// The end of every turn, the same under every driver: drain the inbox
-/// when woken (or when something waits anyway), then fire due timers.
-/// `None` when a shutdown message was drained, else whether the inbox holds
-/// more.
+/// when woken (or when something waits anyway), take the drain's next step
+/// (after a shutdown message), then fire due timers. `None` when the drain
+/// is over, else whether the inbox holds more.
 fn end_turn<T: super::Transport>(core: &mut Core<T>, woken: bool, now_ms: u64) -> Option<bool> {
+    // A drain begun in this turn takes its first step in the next, once the
+    // driver has closed the listener: a stream told `retry: 0` now could
+    // otherwise come straight back to this process.
+    let was_draining = core.draining();
     let more = (woken || core.inbox_waiting()) && core.drain_inbox(now_ms);
+    if was_draining {
+        core.drain_step(now_ms);
+    }
     if core.stopping() {
         return None;
     }

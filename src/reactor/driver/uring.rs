@@ -107,9 +107,10 @@ pub(super) fn run(parts: Parts, ready: impl FnOnce(io::Result<()>)) {
     let mut done = Vec::with_capacity(RING_ENTRIES as usize * 4);
     let mut busy = true;
     let mut accept_paused_until: Option<u64> = None;
+    let mut listener = Some(parts.listener);
     loop {
         let now_ms = sys::clock::mono_ms();
-        if accept_paused_until.is_some_and(|t| t <= now_ms) {
+        if accept_paused_until.is_some_and(|t| t <= now_ms) && listener.is_some() {
             accept_paused_until = None;
             if let Err(e) = core.transport().ring.restart_accept() {
                 warn!("reactor {}: cannot accept again: {e}", parts.index);
@@ -130,6 +131,9 @@ pub(super) fn run(parts: Parts, ready: impl FnOnce(io::Result<()>)) {
                 }
                 Completion::Accepted { fd: Ok(fd), .. } => {
                     core.on_accept(fd, now_ms);
+                }
+                Completion::Accepted { fd: Err(_), .. } if listener.is_none() => {
+                    // The cancel of the closed listener's accept.
                 }
                 Completion::Accepted {
                     fd: Err(e),
@@ -157,12 +161,40 @@ pub(super) fn run(parts: Parts, ready: impl FnOnce(io::Result<()>)) {
             Some(more) => busy |= more,
             None => break,
         }
+        if core.draining() {
+            if let Some(l) = listener.take() {
+                stop_accepting(&mut core, l, now_ms);
+                accept_paused_until = None;
+                busy = true;
+            }
+        }
     }
     core.shutdown();
-    // The multishot accept holds the listening socket open until it is
-    // cancelled (ring teardown after exit is asynchronous): cancel it now,
-    // so the port stops accepting when this reactor stops, as under epoll.
-    core.transport().ring.close_now(parts.listener);
+    if let Some(l) = listener {
+        core.transport().ring.stop_accepting(l);
+    }
+}
+
+/// Closes the listener when the drain begins. What the kernel queued for it
+/// would be reset by the close, so it is accepted first; the multishot
+/// accept holds the socket open until it is cancelled, so the close goes
+/// through the ring (cancel, then close) and is submitted at once. Accepts
+/// it completes meanwhile are still handed to the core.
+fn stop_accepting(core: &mut Core<Uring>, listener: OwnedFd, now_ms: u64) {
+    loop {
+        match sys::net::accept(listener.as_raw_fd()) {
+            Ok(Some(a)) => {
+                core.on_accept(a.fd, now_ms);
+            }
+            Ok(None) => break,
+            Err(e) if AcceptFailure::of(&e) == AcceptFailure::ThatOne => continue,
+            Err(e) => {
+                debug!("reactor {}: accept failed: {e}", core.index());
+                break;
+            }
+        }
+    }
+    core.transport().ring.stop_accepting(listener);
 }
 
 /// A completion about one connection.

@@ -376,6 +376,7 @@ fn ids(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
 
+mod drain;
 mod expiry;
 mod handoff;
 mod output;

@@ -146,6 +146,9 @@ impl<P: AsRef<[u8]>> Ring<P> {
     }
 
     fn arm_accept(&mut self) -> io::Result<()> {
+        if self.listener < 0 {
+            return Ok(()); // stopped for good (`stop_accepting`)
+        }
         let e = opcode::AcceptMulti::new(types::Fd(self.listener))
             .flags(libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK)
             .build()
@@ -222,6 +225,13 @@ impl<P: AsRef<[u8]>> Ring<P> {
             // SAFETY: the close was not queued, so `fd` is still ours.
             drop(unsafe { OwnedFd::from_raw_fd(fd) });
         }
+    }
+
+    /// Stops accepting for good: forgets the listener (the accept is never
+    /// re-armed) and closes it at once ([`Ring::close_now`]).
+    pub fn stop_accepting(&mut self, listener: OwnedFd) {
+        self.listener = -1;
+        self.close_now(listener);
     }
 
     /// Closes `fd` and submits at once (the listener at shutdown: its

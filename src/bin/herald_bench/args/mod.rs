@@ -40,6 +40,9 @@ CONNECTIONS:
     --header 'Name: value' extra request header (repeatable), e.g. a fixed token
     --connect-timeout D    per-connection limit from connect() to the response head [default: 10s]
     --procs auto|K         client processes; auto = enough for the 20000-fd limit [default: auto]
+    --follow               a stream the server ends reconnects with Last-Event-ID after the
+                           last `retry:` it sent (3 s if none), as an EventSource does
+                           (a server drain); failed attempts back off as in a storm
     --hold D               keep everything open this long once connected
                            [default: 10s for connect, 1s otherwise]
 
@@ -156,6 +159,7 @@ pub struct Options {
     pub drain: Duration,
     pub storm_after: u64,
     pub away: Duration,
+    pub follow: bool,
     pub server_pids: Vec<u32>,
     pub json: bool,
     pub json_file: Option<String>,
@@ -187,6 +191,7 @@ pub fn parse(mode: Mode, args: &[String]) -> Result<Options, String> {
         drain: Duration::from_secs(10),
         storm_after: 0,
         away: Duration::ZERO,
+        follow: false,
         server_pids: Vec::new(),
         json: false,
         json_file: None,
@@ -270,6 +275,7 @@ pub fn parse(mode: Mode, args: &[String]) -> Result<Options, String> {
                 }
             }
             "--json" => o.json = true,
+            "--follow" => o.follow = true,
             "--json-file" => o.json_file = Some(value()?),
             "--deadline" => o.deadline = duration(flag, &value()?)?,
             "--min-available" => o.min_available_kb = number::<u64>(flag, &value()?)? * 1024,

@@ -137,6 +137,7 @@ fn plans(o: &Options, procs: usize) -> Vec<Plan> {
                 connect_timeout_ms: o.connect_timeout.as_millis() as u64,
                 audience: o.audience,
                 away_ms: o.away.as_millis() as u64,
+                follow: o.follow,
                 deadline_unix_ms,
             };
             first += count;

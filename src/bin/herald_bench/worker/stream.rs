@@ -25,6 +25,9 @@ const MAX_HEAD: usize = 16 * 1024;
 /// Reconnect attempts per listener in a storm, and the first backoff.
 const RECONNECT_TRIES: u32 = 5;
 const RECONNECT_BACKOFF: Duration = Duration::from_millis(250);
+/// `--follow`: the wait before a reconnect when the server sent no `retry:`
+/// (an `EventSource`'s usual default).
+const FOLLOW_RETRY_MS: u64 = 3000;
 
 impl Worker {
     pub(super) fn on_socket(&mut self, i: u32, flags: EpollFlags) {
@@ -217,6 +220,22 @@ impl Worker {
             State::Head => {
                 let reason = format!("{why} before the response head");
                 self.fail(i, reason, Instant::now());
+            }
+            State::Streaming if self.plan.follow && !self.halted => {
+                // As an EventSource: back after the last `retry:`, with
+                // Last-Event-ID; failures retried as in a storm.
+                let conn = &mut self.conns[i as usize];
+                let wait = conn.parser.retry_ms().unwrap_or(FOLLOW_RETRY_MS);
+                conn.parser.restart();
+                conn.fd = None;
+                conn.state = State::Queued;
+                conn.in_storm = true;
+                conn.tries = 0;
+                self.progress.open -= 1;
+                self.progress.dropped += 1;
+                *self.failures.entry(format!("followed: {why}")).or_default() += 1;
+                let due = Instant::now() + Duration::from_millis(wait);
+                self.retries.push(Reverse((due, i)));
             }
             State::Streaming => {
                 let conn = &mut self.conns[i as usize];

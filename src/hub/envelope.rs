@@ -311,6 +311,23 @@ mod tests {
     }
 
     #[test]
+    fn a_number_in_data_reaches_the_frame_exactly() {
+        // Found by fuzzing: without float_roundtrip the parser was one ulp
+        // off, so the published number and the delivered one differed.
+        let body = r#"{"type":"t","data":{"n":0.5e33,"m":1.7976931348623157e308}}"#;
+        let ev = one(body).into_event(1, "1-0".into());
+        let frame = std::str::from_utf8(&ev.frame).unwrap();
+        let line = frame
+            .lines()
+            .find_map(|l| l.strip_prefix("data: "))
+            .unwrap();
+        let sent: Value = serde_json::from_str(line).unwrap();
+        let published: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(sent, published["data"]);
+        assert_eq!(sent["n"].as_f64(), Some(5e32));
+    }
+
+    #[test]
     fn into_event_encodes_once_with_given_or_generated_id() {
         let ev = one(r#"{"event":"e","message":"a\nb"}"#).into_event(9, "5-0".into());
         assert_eq!(&*ev.id, "5-0");

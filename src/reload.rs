@@ -114,6 +114,7 @@ const RESTART_FIELDS: &[Field] = &[
     field!("ADMIN_TOKEN", admin_token),
     field!("APP_ENV", log_format),
     field!("SHUTDOWN_TIMEOUT_MS", shutdown_timeout_ms),
+    field!("DRAIN_SPREAD_MS", drain_spread_ms),
 ];
 
 /// `running` with the live settings of `new` laid over it.

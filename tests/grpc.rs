@@ -125,7 +125,8 @@ async fn stats_health_publish_and_clients_match_the_admin_listener() {
         health.into_inner(),
         pb::GetHealthResponse {
             status: "ok".into(),
-            redis: "disabled".into()
+            redis: "disabled".into(),
+            kafka: "disabled".into(),
         }
     );
 
@@ -763,7 +764,10 @@ fn the_seeds_grpcurl_commands_work_unchanged() {
     );
 
     let health = grpcurl_json(&["-plaintext", t, "sse.SSEManagementService/GetHealth"]);
-    assert_eq!(health, json!({"status": "ok", "redis": "disabled"}));
+    assert_eq!(
+        health,
+        json!({"status": "ok", "redis": "disabled", "kafka": "disabled"})
+    );
 
     let mut u1 = listen(&h, "u1", "shop");
     let id = conn_id(&u1);

@@ -121,6 +121,7 @@ impl SseManagementService for Api {
         Ok(Response::new(pb::GetHealthResponse {
             status: status.into(),
             redis: redis.into(),
+            kafka: self.admin.status.kafka().name().into(),
         }))
     }
 

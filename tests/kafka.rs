@@ -314,3 +314,38 @@ fn kafka_settings_are_checked_at_start() {
     assert_eq!(status.code(), Some(2), "{log}");
     assert!(log.contains("KAFKA_SASL_MECHANISM"), "{log}");
 }
+
+#[test]
+fn sasl_scram_logs_in_and_a_wrong_password_is_down_not_silent() {
+    let mut b = Broker::start();
+    b.create_topic("events", 1);
+    b.require_scram("herald", "s3cret", "SCRAM-SHA-256");
+    let scram = [
+        ("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT"),
+        ("KAFKA_SASL_MECHANISM", "SCRAM-SHA-256"),
+        ("KAFKA_SASL_USERNAME", "herald"),
+    ];
+    let mut good = scram.to_vec();
+    good.push(("KAFKA_SASL_PASSWORD", "s3cret"));
+    let h = herald(&b, "events", &good);
+    reading(&h, 1);
+    let mut c = listen(&h, "u1", "", None);
+    let p = b.produce_one("events", 0, &json!({"message": "over sasl"}));
+    expect(&mut c, "over sasl", &p.id());
+    // A wrong password: never up, and the log says why.
+    let brokers = b.addr();
+    let mut bad = vec![
+        ("JWT_SECRET", jwt::SECRET),
+        ("KAFKA_BROKERS", brokers.as_str()),
+        ("KAFKA_TOPICS", "events"),
+        ("KAFKA_SASL_PASSWORD", "wrong"),
+    ];
+    bad.extend_from_slice(&scram);
+    let wrong = Herald::start(&bad);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !wrong.log().contains("kafka: link down") {
+        assert!(Instant::now() < deadline, "no log line: {}", wrong.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(get_json(wrong.admin_addr(), "/health")["kafka"], "down");
+}

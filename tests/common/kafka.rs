@@ -69,6 +69,11 @@ pub struct Broker {
     child: Option<Child>,
     dir: TempDir,
     starts: u32,
+    /// Clients must authenticate (SASL SCRAM, users made with
+    /// [`Broker::create_user`]).
+    authentication: bool,
+    /// The producer's SASL settings: (mechanism, user, password).
+    sasl: Option<(String, String, String)>,
 }
 
 impl Broker {
@@ -78,9 +83,37 @@ impl Broker {
             child: None,
             dir: TempDir::new("tansu"),
             starts: 0,
+            authentication: false,
+            sasl: None,
         };
         b.spawn();
         b
+    }
+
+    /// Creates a SCRAM user (`scram256` or `scram512`), then restarts the
+    /// broker requiring authentication; the producer then logs in as that
+    /// user (`mechanism`: `SCRAM-SHA-256` or `SCRAM-SHA-512`).
+    pub fn require_scram(&mut self, user: &str, password: &str, mechanism: &str) {
+        let tansu_mech = if mechanism.ends_with("256") {
+            "scram256"
+        } else {
+            "scram512"
+        };
+        let out = Command::new(tansu_bin())
+            .args(["user", "create", "--broker", &self.url()])
+            .args(["--mechanism", tansu_mech, user, password])
+            .output()
+            .expect("tansu user create");
+        assert!(
+            out.status.success(),
+            "tansu user create: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.kill();
+        self.authentication = true;
+        self.sasl = Some((mechanism.into(), user.into(), password.into()));
+        self.spawn();
     }
 
     pub fn addr(&self) -> String {
@@ -99,6 +132,7 @@ impl Broker {
             .args(["broker", "--listener-url", &self.url()])
             .args(["--advertised-listener-url", &self.url()])
             .args(["--storage-engine", "sqlite://tansu.db"])
+            .args(self.authentication.then_some("--authentication"))
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log"))
@@ -145,8 +179,13 @@ impl Broker {
             env!("CARGO_MANIFEST_DIR"),
             "/tests/support/kafka_produce.py"
         );
+        let sasl: Vec<&str> = match &self.sasl {
+            Some((m, u, p)) => vec![m, u, p],
+            None => vec![],
+        };
         let mut child = Command::new("python3")
             .args([script, &self.addr()])
+            .args(sasl)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

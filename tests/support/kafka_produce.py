@@ -2,7 +2,7 @@
 """Produces records for herald's Kafka tests with librdkafka (confluent-kafka),
 a client independent of the one herald uses.
 
-Usage: kafka_produce.py BROKER < records.jsonl
+Usage: kafka_produce.py BROKER [SASL-MECHANISM USER PASSWORD] < records.jsonl
 Each input line: {"topic": T, "partition": P (optional), "value": "..." or null}.
 Prints one JSON line per record, in input order: {"topic", "partition", "offset"}.
 Exits 1 naming the first record that failed.
@@ -15,8 +15,12 @@ from confluent_kafka import Producer
 
 def main() -> int:
     broker = sys.argv[1]
-    p = Producer({"bootstrap.servers": broker, "linger.ms": 0, "acks": "all",
-                  "enable.idempotence": False, "message.timeout.ms": 20000})
+    conf = {"bootstrap.servers": broker, "linger.ms": 0, "acks": "all",
+            "enable.idempotence": False, "message.timeout.ms": 20000}
+    if len(sys.argv) == 5:
+        conf.update({"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": sys.argv[2],
+                     "sasl.username": sys.argv[3], "sasl.password": sys.argv[4]})
+    p = Producer(conf)
     done = []
     failed = []
 

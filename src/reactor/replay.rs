@@ -43,10 +43,8 @@ impl<T: Transport> Core<T> {
     /// replay needs the log first.
     pub(super) fn begin(&mut self, key: u32, req: StreamRequest, now_ms: u64, claimed: bool) {
         let replay = session::replay(&req, &self.history);
-        let Some(after) = self.log_position(&req, replay.as_ref()) else {
-            return self.start_stream(key, req, now_ms, claimed, replay);
-        };
-        let Some(log) = &self.shared.log else {
+        let (Some(log), Some(after)) = (&self.shared.log, log_position(&req, replay.as_ref()))
+        else {
             return self.start_stream(key, req, now_ms, claimed, replay);
         };
         let before = self.history.oldest_logged();
@@ -85,15 +83,6 @@ impl<T: Transport> Core<T> {
         self.conns[key as usize].head = None;
         self.waits.push((key, gen), now_ms + WAIT_TIMEOUT_MS);
         self.parked.insert(key, parked);
-    }
-
-    /// The log position to replay from, when memory alone cannot answer.
-    fn log_position(&self, req: &StreamRequest, replay: Option<&Replay>) -> Option<Pos> {
-        if self.shared.log.is_none() || !replay?.unresolved {
-            return None;
-        }
-        let id = req.last_event_id.as_deref()?;
-        (id != EARLIEST).then(|| Pos::parse(id)).flatten()
     }
 
     /// The log reader's answer for a parked stream.
@@ -136,4 +125,13 @@ impl<T: Transport> Core<T> {
         self.start_stream(key, p.req, now_ms, p.claimed, replay);
         true
     }
+}
+
+/// The log position to replay from, when memory alone cannot answer.
+fn log_position(req: &StreamRequest, replay: Option<&Replay>) -> Option<Pos> {
+    if !replay?.unresolved {
+        return None;
+    }
+    let id = req.last_event_id.as_deref()?;
+    (id != EARLIEST).then(|| Pos::parse(id)).flatten()
 }

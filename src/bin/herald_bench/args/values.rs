@@ -15,22 +15,14 @@ pub(super) fn parse_pub(
     token: Option<String>,
     key: String,
 ) -> Result<PubTarget, String> {
-    if kind == PubKind::Kafka {
-        let hostport = url
-            .strip_prefix("kafka://")
-            .ok_or_else(|| format!("--pub-kind kafka needs kafka://HOST:PORT, got {url}"))?;
-        let http = parse_http_url(&format!("http://{hostport}/"))?;
-        return Ok(PubTarget {
-            kind,
-            addr: http.addr,
-            host: http.host,
-            path: http.path,
-            token,
-            key,
-        });
-    }
     let redis = matches!(kind, PubKind::Redis | PubKind::RedisStream);
     let http = match (redis, url.strip_prefix("redis://")) {
+        _ if kind == PubKind::Kafka => {
+            let hostport = url
+                .strip_prefix("kafka://")
+                .ok_or_else(|| format!("--pub-kind kafka needs kafka://HOST:PORT, got {url}"))?;
+            parse_http_url(&format!("http://{hostport}/"))?
+        }
         (true, Some(rest)) => {
             // redis://[user:pass@]host:port[/db]: only host:port is used.
             let hostport = rest.split('/').next().unwrap_or(rest);

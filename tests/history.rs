@@ -19,14 +19,9 @@ fn herald(extra: &[(&str, &str)]) -> Herald {
     Herald::start(&envs)
 }
 
-fn listen(h: &Herald, user: &str, last: Option<&str>) -> SseClient {
-    let headers: Vec<(&str, &str)> = last.map(|l| ("Last-Event-ID", l)).into_iter().collect();
-    h.sse(&format!("/sse?token={}", jwt::user(user)), &headers)
-}
-
 /// `user` receives one event and goes away: returns its id.
 fn seen_then_gone(h: &Herald, user: &str) -> String {
-    let mut c = listen(h, user, None);
+    let mut c = h.sse_as(user, "", None);
     h.publish_json(&json!({"to": user, "event": "n", "message": "seen"}));
     let ev = c.expect_non_ping();
     assert_eq!(ev.data, "seen");
@@ -68,7 +63,7 @@ fn a_user_misses_one_event_while_a_neighbour_gets_ten_thousand_and_gets_exactly_
     let last = seen_then_gone(&h, "a");
     h.publish_json(&json!({"to": "a", "event": "n", "message": "missed"}));
     flood(&h, "b", 10_000);
-    let mut a = listen(&h, "a", Some(&last));
+    let mut a = h.sse_as("a", "", Some(&last));
     let ev = a.expect_non_ping();
     assert_eq!(
         (ev.event.as_deref(), ev.data.as_str()),
@@ -92,12 +87,12 @@ fn a_listener_away_longer_than_the_ttl_gets_history_gap() {
     let last = seen_then_gone(&h, "a");
     h.publish_json(&json!({"to": "a", "event": "n", "message": "aged out"}));
     // Held within the TTL...
-    let mut early = listen(&h, "a", Some(&last));
+    let mut early = h.sse_as("a", "", Some(&last));
     assert_eq!(early.expect_non_ping().data, "aged out");
     early.close();
     // ...gone after it (the per-second sweep, or the replay's own check).
     std::thread::sleep(Duration::from_millis(2300));
-    let mut late = listen(&h, "a", Some(&last));
+    let mut late = h.sse_as("a", "", Some(&last));
     expect_gap(&mut late, &last);
     marker_next(&h, &mut late);
     let stats = get_json(h.admin_addr(), "/stats");
@@ -122,16 +117,16 @@ fn the_byte_budget_evicts_oldest_first_and_replay_says_so() {
     );
     let held = stats["history"]["events"].as_u64().unwrap();
     assert!((10..100).contains(&held), "{held} held: {stats}");
-    let mut a = listen(&h, "a", Some(&last));
+    let mut a = h.sse_as("a", "", Some(&last));
     expect_gap(&mut a, &last);
     marker_next(&h, &mut a);
     // b's recent position is still held: no gap, just the newer events.
-    let mut b_obs = listen(&h, "b", None);
+    let mut b_obs = h.sse_as("b", "", None);
     let ev = h.publish_json(&json!({"to": "b", "event": "busy", "message": "one"}));
     assert_eq!(ev, 1);
     let one = b_obs.expect_non_ping();
     h.publish_json(&json!({"to": "b", "event": "busy", "message": "two"}));
-    let mut b = listen(&h, "b", one.id.as_deref());
+    let mut b = h.sse_as("b", "", one.id.as_deref());
     assert_eq!(b.expect_non_ping().data, "two");
     marker_next(&h, &mut b);
 }
@@ -143,20 +138,20 @@ fn a_listener_that_missed_more_than_history_size_gets_a_gap_then_the_most_recent
     for i in 0..8 {
         h.publish_json(&json!({"to": "a", "event": "n", "message": format!("m{i}")}));
     }
-    let mut a = listen(&h, "a", Some(&last));
+    let mut a = h.sse_as("a", "", Some(&last));
     expect_gap(&mut a, &last);
     let got: Vec<String> = (0..5).map(|_| a.expect_non_ping().data).collect();
     assert_eq!(got, ["m3", "m4", "m5", "m6", "m7"]);
     marker_next(&h, &mut a);
     // Exactly HISTORY_SIZE missed: all of them, no gap.
-    let mut obs = listen(&h, "c", None);
+    let mut obs = h.sse_as("c", "", None);
     h.publish_json(&json!({"to": "c", "event": "n", "message": "seen"}));
     let seen = obs.expect_non_ping().id.unwrap();
     obs.close();
     for i in 0..5 {
         h.publish_json(&json!({"to": "c", "event": "n", "message": format!("c{i}")}));
     }
-    let mut c = listen(&h, "c", Some(&seen));
+    let mut c = h.sse_as("c", "", Some(&seen));
     let got: Vec<String> = (0..5).map(|_| c.expect_non_ping().data).collect();
     assert_eq!(got, ["c0", "c1", "c2", "c3", "c4"]);
     marker_next(&h, &mut c);

@@ -31,11 +31,6 @@ fn herald(r: &RedisServer, extra: &[(&str, &str)]) -> Herald {
     h
 }
 
-fn listen(h: &Herald, user: &str, last: Option<&str>) -> SseClient {
-    let headers: Vec<(&str, &str)> = last.map(|l| ("Last-Event-ID", l)).into_iter().collect();
-    h.sse(&format!("/sse?token={}", jwt::user(user)), &headers)
-}
-
 /// XADDs a message to `user`; returns the entry id.
 fn to_user(r: &RedisServer, user: &str, message: &str) -> String {
     r.xadd(STREAM, &json!({"to": user, "message": message}).to_string())
@@ -43,7 +38,7 @@ fn to_user(r: &RedisServer, user: &str, message: &str) -> String {
 
 /// `user` receives one event and goes away: returns its id.
 fn seen_then_gone(h: &Herald, r: &RedisServer, user: &str) -> String {
-    let mut c = listen(h, user, None);
+    let mut c = h.sse_as(user, "", None);
     let id = to_user(r, user, "seen");
     let ev = c.expect_non_ping();
     assert_eq!(
@@ -108,7 +103,7 @@ fn a_position_evicted_from_memory_is_replayed_from_the_stream_exactly_once() {
     settle(&h, 103);
     let s = stats(&h);
     assert!(s["history"]["bytes"].as_u64() <= Some(16384), "{s}");
-    let mut a = listen(&h, "a", Some(&last));
+    let mut a = h.sse_as("a", "", Some(&last));
     expect_exactly(&r, &mut a, &want);
     let s = stats(&h);
     assert_eq!(s["history_gaps_total"], 0, "{s}");
@@ -131,14 +126,14 @@ fn a_restarted_node_warms_from_the_stream_and_reaches_past_its_memory() {
     let s = stats(&h2);
     assert_eq!(s["history"]["events"], 4, "{s}");
     assert_eq!(s["history_warm_reads_total"], 1, "{s}");
-    let mut a = listen(&h2, "a", Some(&last));
+    let mut a = h2.sse_as("a", "", Some(&last));
     expect_exactly(&r, &mut a, &want);
     assert_eq!(stats(&h2)["history_log_requests_total"], 0);
     // A node whose budget holds less than the window: the rest comes from
     // the stream.
     neighbour_traffic(&r, 60);
     let h3 = herald(&r, &[("HISTORY_MAX_BYTES", "16384")]);
-    let mut a = listen(&h3, "a", Some(&last));
+    let mut a = h3.sse_as("a", "", Some(&last));
     // r1..r3 from the stream, then the marker broadcast (a missed it too).
     for (data, id) in &want {
         let ev = a.expect_non_ping();
@@ -157,7 +152,7 @@ fn concurrent_replays_from_the_stream_are_coalesced() {
     let r = RedisServer::start();
     let h = herald(&r, &[("HISTORY_MAX_BYTES", "16384")]);
     let users: Vec<String> = (0..N).map(|i| format!("u{i}")).collect();
-    let mut listeners: Vec<SseClient> = users.iter().map(|u| listen(&h, u, None)).collect();
+    let mut listeners: Vec<SseClient> = users.iter().map(|u| h.sse_as(u, "", None)).collect();
     let mut last = Vec::new();
     for (u, c) in users.iter().zip(listeners.iter_mut()) {
         let id = to_user(&r, u, "seen");
@@ -206,7 +201,7 @@ fn a_position_trimmed_from_the_stream_too_is_a_gap() {
     neighbour_traffic(&r, 100);
     settle(&h, 102);
     r.cmd(&["XTRIM", STREAM, "MAXLEN", "50"]);
-    let mut a = listen(&h, "a", Some(&last));
+    let mut a = h.sse_as("a", "", Some(&last));
     let ev = a.expect_non_ping();
     assert_eq!(ev.event.as_deref(), Some("history-gap"), "{ev:?}");
     assert_eq!(ev.data_json(), json!({"lastEventId": last}));

@@ -54,11 +54,6 @@ fn reading(h: &Herald, partitions: usize) {
     }
 }
 
-fn listen(h: &Herald, user: &str, query: &str, last: Option<&str>) -> SseClient {
-    let headers: Vec<(&str, &str)> = last.map(|l| ("Last-Event-ID", l)).into_iter().collect();
-    h.sse(&format!("/sse?token={}{query}", jwt::user(user)), &headers)
-}
-
 fn next(c: &mut SseClient) -> SseEvent {
     c.expect_non_ping()
 }
@@ -89,8 +84,8 @@ fn targeted_broadcast_batch_and_seed_003_records_over_topics_and_partitions() {
     b.create_topic("alerts", 1);
     let h = herald(&b, "orders,alerts", &[]);
     reading(&h, 4);
-    let mut u1 = listen(&h, "u1", "", None);
-    let mut u2 = listen(&h, "u2", "", None);
+    let mut u1 = h.sse_as("u1", "", None);
+    let mut u2 = h.sse_as("u2", "", None);
     let one = |v: Value| Some(v.to_string());
     let produced = b.produce(&[
         Record {
@@ -173,7 +168,7 @@ fn filters_apply_to_kafka_events() {
     b.create_topic("events", 1);
     let h = herald(&b, "events", &[]);
     reading(&h, 1);
-    let mut c = listen(&h, "u1", "&event_types=order.created&sources=shop", None);
+    let mut c = h.sse_as("u1", "&event_types=order.created&sources=shop", None);
     let rec = |v: Value| Record {
         topic: "events",
         partition: Some(0),
@@ -193,7 +188,7 @@ fn bad_records_are_counted_and_the_others_delivered() {
     b.create_topic("events", 1);
     let h = herald(&b, "events", &[]);
     reading(&h, 1);
-    let mut c = listen(&h, "u1", "", None);
+    let mut c = h.sse_as("u1", "", None);
     let raw = |v: Option<&str>| Record {
         topic: "events",
         partition: Some(0),
@@ -220,7 +215,7 @@ fn a_broker_killed_and_restarted_loses_and_repeats_nothing() {
     b.create_topic("events", 2);
     let h = herald(&b, "events", &[]);
     reading(&h, 2);
-    let mut c = listen(&h, "u1", "", None);
+    let mut c = h.sse_as("u1", "", None);
     let msg = |i: usize| json!({"message": format!("m{i}")});
     let mut want = Vec::new();
     for i in 0..5 {
@@ -270,8 +265,8 @@ fn two_nodes_each_deliver_every_event_and_a_listener_moves_between_them() {
     let h2 = herald(&b, "events", &[]);
     reading(&h1, 1);
     reading(&h2, 1);
-    let mut on1 = listen(&h1, "u1", "", None);
-    let mut on2 = listen(&h2, "u1", "", None);
+    let mut on1 = h1.sse_as("u1", "", None);
+    let mut on2 = h2.sse_as("u1", "", None);
     let first = b.produce_one("events", 0, &json!({"to": "u1", "message": "e1"}));
     expect(&mut on1, "e1", &first.id());
     expect(&mut on2, "e1", &first.id());
@@ -281,7 +276,7 @@ fn two_nodes_each_deliver_every_event_and_a_listener_moves_between_them() {
     expect(&mut on2, "e2", &e2.id());
     expect(&mut on2, "e3", &e3.id());
     // The listener that left node 1 after e1 comes back on node 2.
-    let mut moved = listen(&h2, "u1", "", Some(&first.id()));
+    let mut moved = h2.sse_as("u1", "", Some(&first.id()));
     expect(&mut moved, "e2", &e2.id());
     expect(&mut moved, "e3", &e3.id());
     marker_next(&b, "events", &mut [&mut moved, &mut on2]);
@@ -296,8 +291,8 @@ fn the_first_start_loads_the_tail_as_history_not_live() {
         .collect();
     let h = herald(&b, "events", &[("HISTORY_SIZE", "2")]);
     reading(&h, 1);
-    let mut live = listen(&h, "u1", "", None);
-    let mut replay = listen(&h, "u1", "", Some("earliest"));
+    let mut live = h.sse_as("u1", "", None);
+    let mut replay = h.sse_as("u1", "", Some("earliest"));
     expect(&mut replay, "old1", &old[1].id());
     expect(&mut replay, "old2", &old[2].id());
     marker_next(&b, "events", &mut [&mut live, &mut replay]);
@@ -329,7 +324,7 @@ fn sasl_scram_logs_in_and_a_wrong_password_is_down_not_silent() {
     good.push(("KAFKA_SASL_PASSWORD", "s3cret"));
     let h = herald(&b, "events", &good);
     reading(&h, 1);
-    let mut c = listen(&h, "u1", "", None);
+    let mut c = h.sse_as("u1", "", None);
     let p = b.produce_one("events", 0, &json!({"message": "over sasl"}));
     expect(&mut c, "over sasl", &p.id());
     // A wrong password: never up, and the log says why.

@@ -357,6 +357,13 @@ impl Herald {
         self.sse(&format!("/sse?token={token}"), &[])
     }
 
+    /// A stream of `user` (a minted JWT), with `query` appended (`&k=v…`)
+    /// and, when given, a `Last-Event-ID` header.
+    pub fn sse_as(&self, user: &str, query: &str, last: Option<&str>) -> SseClient {
+        let headers: Vec<(&str, &str)> = last.map(|l| ("Last-Event-ID", l)).into_iter().collect();
+        self.sse(&format!("/sse?token={}{query}", jwt::user(user)), &headers)
+    }
+
     /// A request on the public listener, whatever the answer.
     pub fn connect(&self, path_and_query: &str, headers: &[(&str, &str)]) -> SseClient {
         SseClient::connect(self.listen, path_and_query, headers).unwrap_or_else(|e| {

@@ -42,24 +42,22 @@ heralds() {
     echo "${HERALD_LIST[*]}" >"$WORK/pids"
 }
 
-# stats_sum FIELD: FIELD of /stats summed over the processes (jq path).
-stats_sum() {
-    local k sum=0 v
+# stats_agg add|max FIELD: FIELD of /stats (a jq path) over the processes,
+# summed or the largest.
+stats_agg() {
+    local how=$1 field=$2 k acc=0 v
     for ((k = 0; k < PROCS; k++)); do
-        v=$(curl -sf --max-time 2 "http://127.0.0.1:$((ADMIN_BASE + k))/stats" | jq -r "$1 // 0") || v=0
-        sum=$((sum + v))
+        v=$(curl -sf --max-time 2 "http://127.0.0.1:$((ADMIN_BASE + k))/stats" | jq -r "$field // 0") || v=0
+        if [ "$how" = add ]; then
+            acc=$((acc + v))
+        elif [ "$v" -gt "$acc" ]; then
+            acc=$v
+        fi
     done
-    echo "$sum"
+    echo "$acc"
 }
-
-stats_max() {
-    local k max=0 v
-    for ((k = 0; k < PROCS; k++)); do
-        v=$(curl -sf --max-time 2 "http://127.0.0.1:$((ADMIN_BASE + k))/stats" | jq -r "$1 // 0") || v=0
-        [ "$v" -gt "$max" ] && max=$v
-    done
-    echo "$max"
-}
+stats_sum() { stats_agg add "$1"; }
+stats_max() { stats_agg max "$1"; }
 
 # sampler FILE: every second, "unix-seconds cpu-ticks replayed" of the
 # current herald processes, until FILE.stop exists.
